@@ -1,0 +1,22 @@
+"""KFP v2 components of tuneloop: thin wrappers, one engine call each.
+
+Top-level imports here are stdlib and kfp only; every body imports ``tuneloop`` inside the function,
+so compiling a pipeline never imports sklearn, duckdb, torch or a provider SDK.
+"""
+
+from tuneloop.components.config import check_config
+from tuneloop.components.dataset import prepare_dataset
+from tuneloop.components.evaluate import evaluate_model
+from tuneloop.components.extract import extract_examples
+from tuneloop.components.promote import promote_model, record_skip
+from tuneloop.components.tune import tune_model
+
+__all__ = [
+    "check_config",
+    "evaluate_model",
+    "extract_examples",
+    "prepare_dataset",
+    "promote_model",
+    "record_skip",
+    "tune_model",
+]

@@ -1,0 +1,39 @@
+"""The first task of every tuning run: validate parameters before any work or spend."""
+
+from kfp import dsl
+
+from tuneloop.components.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def check_config(
+    provider: str,
+    branches: list,
+    registry_uri: str,
+    model_name: str,
+    thresholds: dict,
+    hyperparameters: dict,
+) -> str:
+    """Fail fast on an invalid run configuration.
+
+    Args:
+        provider: The tuner to run; must be one of ``branches``.
+        branches: The providers this pipeline has a branch for.
+        registry_uri: Model registry root (directory or gs:// prefix).
+        model_name: Registry model name.
+        thresholds: Blessing rules ``{"min_values": {...}, "max_drop": {...}}``.
+        hyperparameters: Provider hyperparameters.
+
+    Returns:
+        The provider name, once validated.
+    """
+    from tuneloop.stages import check_config as run
+
+    return run(
+        provider=provider,
+        branches=branches,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        thresholds=thresholds,
+        hyperparameters=hyperparameters,
+    )["provider"]

@@ -1,0 +1,52 @@
+"""Evaluation: candidate vs current champion on the same eval rows; the blessing is always written."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Input, Metrics, Model, Output
+
+from tuneloop.components.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def evaluate_model(
+    provider: str,
+    model: Input[Model],
+    dataset_uri: str,
+    registry_uri: str,
+    model_name: str,
+    thresholds: dict,
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+    blessing: Output[Artifact],
+) -> NamedTuple("EvalOutputs", blessed=bool, reason=str):
+    """Score the candidate and the champion on the eval split and decide the blessing.
+
+    Args:
+        provider: Provider that produced the candidate (it answers the eval prompts).
+        model: The candidate model artifact.
+        dataset_uri: Published dataset whose eval split both models answer.
+        registry_uri: Registry holding the current champion.
+        model_name: Registry model name.
+        thresholds: ``{"min_values": {...}, "max_drop": {...}}``; none configured = not blessed.
+        metrics: Scalar metrics (candidate, and champion with a ``champion_`` prefix).
+        classification: The candidate's confusion matrix.
+        blessing: Decision record: blessed, reason, both metric sets, champion version, paired test.
+
+    Returns:
+        Whether the candidate is blessed, and why.
+    """
+    from collections import namedtuple
+
+    from tuneloop.stages import evaluate
+
+    r = evaluate(provider=provider, model_dir=model.path, dataset_uri=dataset_uri, registry_uri=registry_uri,
+                 model_name=model_name, thresholds=thresholds, blessing_path=blessing.path)
+    for prefix, values in (("", r["candidate_metrics"]), ("champion_", r.get("champion_metrics") or {})):
+        for k, v in values.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                metrics.log_metric(prefix + k, float(v))
+    cm = r["candidate_metrics"]["confusion_matrix"]
+    classification.log_confusion_matrix(cm["labels"], cm["rows"])
+    blessing.metadata.update(blessed=r["blessed"], reason=r["reason"], champion=r.get("champion_version") or "")
+    return namedtuple("EvalOutputs", "blessed reason")(r["blessed"], r["reason"])

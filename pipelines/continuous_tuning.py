@@ -1,0 +1,89 @@
+"""continuous-tuning: export-dataset then tune-and-promote, as one scheduled run."""
+
+from kfp import dsl
+
+from tuneloop.components.config import check_config
+from tuneloop.components.promote import record_skip
+from tuneloop.pipelines.export_dataset import export_dataset
+from tuneloop.pipelines.tune_and_promote import BRANCHES, DEFAULT_THRESHOLDS, tune_and_promote
+
+
+@dsl.pipeline(name="continuous-tuning")
+def continuous_tuning(
+    warehouse_uri: str,
+    dataset_root: str,
+    registry_uri: str,
+    table: str = "interactions",
+    provider: str = "sklearn",
+    model_name: str = "support-intent",
+    base_model: str = "",
+    hyperparameters: dict = {},
+    thresholds: dict = DEFAULT_THRESHOLDS,
+    formats: str = "",
+    min_new_examples: int = 100,
+    min_examples: int = 10,
+    max_rows: int = 0,
+    system_prompt: str = "",
+    reports_uri: str = "",
+):
+    """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
+
+    Ends as a recorded skip (not a failure) when fewer than ``min_new_examples`` rows are new.
+
+    Args:
+        warehouse_uri: ``duckdb:///path.duckdb`` (embedded) or ``bigquery://project/dataset``.
+        dataset_root: Root of published datasets and the watermark.
+        registry_uri: Model registry root.
+        table: Warehouse table of interaction rows.
+        provider: Tuner: one of the tune-and-promote branches.
+        model_name: Registry model name.
+        base_model: Base model id or path.
+        hyperparameters: Provider hyperparameters.
+        thresholds: Blessing rules.
+        formats: Extra formats to render, comma-separated.
+        min_new_examples: Skip threshold on new examples.
+        min_examples: Fewer surviving training rows than this fails the run.
+        max_rows: Upper bound on rows read per run (0 = none).
+        system_prompt: Optional system turn added when rendering.
+        reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
+    """
+    checked = check_config(
+        provider=provider,
+        branches=BRANCHES,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        thresholds=thresholds,
+        hyperparameters=hyperparameters,
+    )
+    dataset = export_dataset(
+        warehouse_uri=warehouse_uri,
+        dataset_root=dataset_root,
+        table=table,
+        provider=provider,
+        formats=formats,
+        min_new_examples=min_new_examples,
+        min_examples=min_examples,
+        max_rows=max_rows,
+        system_prompt=system_prompt,
+        base_model=base_model,
+    ).after(checked)
+    with dsl.If(dataset.outputs["status"] == "ready", name="enough-new-data"):
+        tune_and_promote(
+            dataset_uri=dataset.outputs["dataset_uri"],
+            registry_uri=registry_uri,
+            provider=provider,
+            model_name=model_name,
+            base_model=base_model,
+            hyperparameters=hyperparameters,
+            thresholds=thresholds,
+            reports_uri=reports_uri,
+        )
+    with dsl.Else(name="too-little-new-data"):
+        record_skip(
+            reason=dataset.outputs["reason"],
+            provider=provider,
+            registry_uri=registry_uri,
+            model_name=model_name,
+            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            reports_uri=reports_uri,
+        )

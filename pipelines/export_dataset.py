@@ -1,0 +1,58 @@
+"""export-dataset: warehouse rows newer than the watermark -> a published dataset version."""
+
+from collections import namedtuple
+from typing import NamedTuple
+
+from kfp import dsl
+
+from tuneloop.components.dataset import prepare_dataset
+from tuneloop.components.extract import extract_examples
+
+
+@dsl.pipeline(name="export-dataset")
+def export_dataset(
+    warehouse_uri: str,
+    dataset_root: str,
+    table: str = "interactions",
+    provider: str = "",
+    formats: str = "",
+    min_new_examples: int = 100,
+    min_examples: int = 10,
+    max_rows: int = 0,
+    system_prompt: str = "",
+    base_model: str = "",
+) -> NamedTuple("ExportOutputs", status=str, dataset_uri=str, reason=str):
+    """Extract new interactions and publish them, merged with the last dataset, as a new version.
+
+    Args:
+        warehouse_uri: ``duckdb:///path.duckdb`` (embedded) or ``bigquery://project/dataset``.
+        dataset_root: Root of published datasets and the watermark (directory or gs:// prefix).
+        table: Warehouse table of interaction rows.
+        provider: Provider whose training format is rendered ("" = canonical only).
+        formats: Extra formats to render, comma-separated (openai, gemini, bedrock, hf).
+        min_new_examples: Fewer new examples than this ends the run as a recorded skip.
+        min_examples: Fewer surviving training rows than this fails the run.
+        max_rows: Upper bound on rows read per run (0 = none).
+        system_prompt: Optional system turn added when rendering.
+        base_model: Model whose token limits and prices apply to rendering.
+
+    Returns:
+        ``status`` ("ready" or "skipped"), ``dataset_uri`` and the reason.
+    """
+    extract = extract_examples(
+        warehouse_uri=warehouse_uri, table=table, dataset_root=dataset_root, max_rows=max_rows
+    )
+    dataset = prepare_dataset(
+        examples=extract.outputs["examples"],
+        quarantine=extract.outputs["quarantine"],
+        dataset_root=dataset_root,
+        watermark=extract.outputs["watermark"],
+        provider=provider,
+        formats=formats,
+        min_new_examples=min_new_examples,
+        min_examples=min_examples,
+        system_prompt=system_prompt,
+        base_model=base_model,
+    )
+    outputs = namedtuple("ExportOutputs", "status dataset_uri reason")
+    return outputs(dataset.outputs["status"], dataset.outputs["dataset_uri"], dataset.outputs["reason"])

@@ -1,0 +1,110 @@
+"""``make demo``: the continuous-tuning loop, twice, on embedded defaults (no cloud account).
+
+1. Build a DuckDB warehouse of support messages (8+ intents, human corrections, malformed rows).
+2. Run ``continuous-tuning`` under kfp.local: no champion yet, so v1 is judged on value thresholds.
+3. New traffic lands; run again: v2 is judged against v1 on the same eval rows.
+4. Print a table per run and the path of each run's ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from tuneloop import storage
+
+
+def _summary_of(reports: Path, known: set[Path]) -> Path:
+    new = sorted(set(reports.glob("*/summary.json")) - known, key=lambda p: p.stat().st_mtime)
+    if not new:
+        raise RuntimeError(f"the run wrote no summary.json under {reports}")
+    return new[-1]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _table(run: int, summary: dict[str, Any], manifest: dict[str, Any] | None) -> str:
+    cand = summary.get("candidate_metrics") or {}
+    champ = summary.get("champion_metrics") or {}
+    rows = [
+        ("rows extracted (new, valid)", _fmt(manifest and manifest.get("new_examples"))),
+        ("rows quarantined", _fmt(manifest and manifest.get("quarantined_at_extract"))),
+        ("dataset (train/validation/eval)", "/".join(str(v) for v in (manifest or {}).get("counts", {}).values())),
+        ("champion evaluated", _fmt(summary.get("champion_evaluated")) if champ else "none (first run)"),
+    ]
+    for metric in ("accuracy", "macro_f1", "macro_precision", "macro_recall"):
+        rows.append((f"{metric}  candidate | champion", f"{_fmt(cand.get(metric))} | {_fmt(champ.get(metric))}"))
+    decision = summary["decision"]
+    rows += [
+        ("decision", "BLESSED" if decision["blessed"] else "NOT BLESSED"),
+        ("reason", decision["reason"]),
+        ("promoted version", _fmt(summary.get("promoted_version"))),
+        ("champion after", _fmt(summary.get("champion_after"))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"== run {run} ({summary.get('provider')}) " + "=" * 40]
+    lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tuneloop import demo_data
+    from tuneloop.pipelines.local_runner import run_local
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="everything the demo writes")
+    parser.add_argument("--initial", type=int, default=1200, help="rows in the warehouse before run 1")
+    parser.add_argument("--new-traffic", type=int, default=600, help="rows that arrive before run 2")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="show the kfp.local task logs")
+    args = parser.parse_args(argv)
+
+    out = args.out.resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    warehouse = out / "warehouse.duckdb"
+    reports = out / "reports"
+    built = demo_data.build_demo_warehouse(str(warehouse), n_initial=args.initial, seed=args.seed)
+    print(f"warehouse: {warehouse} ({built})")
+    params = {
+        "warehouse_uri": f"duckdb:///{warehouse}",
+        "table": "interactions",
+        "dataset_root": str(out / "datasets"),
+        "registry_uri": str(out / "registry"),
+        "model_name": "support-intent",
+        "provider": "sklearn",
+        "formats": "openai,gemini,bedrock,hf",
+        "reports_uri": str(reports),
+    }
+    seen: set[Path] = set()
+    for run in (1, 2):
+        if run == 2:
+            added = demo_data.add_traffic(str(warehouse), args.new_traffic, seed=args.seed + 1)
+            print(f"\nnew traffic: {added} rows landed in the warehouse")
+        print(f"\nrunning continuous-tuning (run {run}) under kfp.local ...", flush=True)
+        run_local("continuous-tuning", params, pipeline_root=out / "pipeline-root", quiet=not args.verbose)
+        path = _summary_of(reports, seen)
+        seen.add(path)
+        summary = json.loads(path.read_text())
+        manifest = None
+        if summary.get("dataset_uri"):
+            manifest, _ = storage.read_json(storage.join(summary["dataset_uri"], "manifest.json"))
+        print(_table(run, summary, manifest))
+        print(f"  summary: {path}")
+    print(f"\nregistry: tuneloop registry show --registry {out / 'registry'} --model support-intent")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

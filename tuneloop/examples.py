@@ -1,0 +1,416 @@
+"""The canonical example: one record type for every loop, its content-hash id, IO and the hash split.
+
+A record is ``{id, messages:[{role, content, weight?}], label?, source, weight, created_at, meta}``.
+``id`` is a hash of the content that defines the example (messages and label), so the same
+conversation imported twice is one example, and an example keeps its split across runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLES = ("system", "user", "assistant")
+SOURCES = ("live", "imported", "synthetic", "corrected")
+SPLITS = ("train", "validation", "eval")
+RECORD_KEYS = ("id", "messages", "label", "source", "weight", "created_at", "meta")
+MESSAGE_KEYS = ("role", "content", "weight")
+
+# Weight given to human-corrected examples (support-intent system: corrections count double).
+CORRECTED_WEIGHT = 2.0
+
+
+class ExampleError(ValueError):
+    """A record that is not a valid canonical example; the message names the field and the fix."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. ``weight`` 0 excludes an assistant turn from training loss; None = default."""
+
+    role: str
+    content: str
+    weight: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.weight is not None:
+            d["weight"] = self.weight
+        return d
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalize_timestamp(value: Any, field_name: str = "created_at") -> str:
+    """Return an ISO-8601 UTC string (``...Z``) for a datetime or an ISO string."""
+    if isinstance(value, dt.datetime):
+        ts = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            ts = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ExampleError(
+                field_name, f"{value!r} is not an ISO-8601 timestamp; write e.g. 2026-01-31T12:00:00Z"
+            ) from exc
+    else:
+        raise ExampleError(field_name, f"{value!r} is not a timestamp; write e.g. 2026-01-31T12:00:00Z")
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.UTC)
+    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def content_id(messages: Sequence[Message], label: str | None) -> str:
+    """The example id: sha256 over the canonical JSON of messages and label (first 32 hex chars)."""
+    payload = json.dumps(
+        {"messages": [m.to_dict() for m in messages], "label": label},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A canonical example. Build with :func:`make_example` or :meth:`from_dict`, which validate."""
+
+    id: str
+    messages: tuple[Message, ...]
+    label: str | None = None
+    source: str = "live"
+    weight: float = 1.0
+    created_at: str = field(default_factory=utc_now)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- convenience views -------------------------------------------------------------
+    @property
+    def prompt_text(self) -> str:
+        """The text a classifier reads: the last user turn."""
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return ""
+
+    @property
+    def target(self) -> str | None:
+        """The supervised answer: the label if set, else the last assistant turn."""
+        if self.label is not None:
+            return self.label
+        for m in reversed(self.messages):
+            if m.role == "assistant":
+                return m.content
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "messages": [m.to_dict() for m in self.messages],
+            "label": self.label,
+            "source": self.source,
+            "weight": self.weight,
+            "created_at": self.created_at,
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Example:
+        """Validate a plain mapping into an Example; raises ExampleError naming the bad field.
+
+        ``id`` may be omitted (it is computed); if given it must equal the content hash.
+        """
+        if not isinstance(d, Mapping):
+            raise ExampleError("record", f"expected a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(RECORD_KEYS))
+        if unknown:
+            raise ExampleError(
+                unknown[0], f"unknown key(s) {unknown}; a canonical record has only {list(RECORD_KEYS)}"
+            )
+        ex = make_example(
+            d.get("messages"),
+            label=d.get("label"),
+            source=d.get("source", "live"),
+            weight=d.get("weight", 1.0),
+            created_at=d.get("created_at") or utc_now(),
+            meta=d.get("meta") or {},
+        )
+        given = d.get("id")
+        if given not in (None, "") and given != ex.id:
+            raise ExampleError(
+                "id", f"{given!r} does not match the content hash {ex.id!r}; drop 'id' to have it computed"
+            )
+        return ex
+
+
+def _parse_messages(raw: Any) -> tuple[Message, ...]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ExampleError("messages", f"not valid JSON ({exc.msg}); store a JSON list of turns") from exc
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes) or not raw:
+        raise ExampleError("messages", "must be a non-empty list of {role, content} turns")
+    out = []
+    for i, m in enumerate(raw):
+        where = f"messages[{i}]"
+        if isinstance(m, Message):
+            m = m.to_dict()
+        if not isinstance(m, Mapping):
+            raise ExampleError(where, f"expected an object with role and content, got {type(m).__name__}")
+        extra = sorted(set(m) - set(MESSAGE_KEYS))
+        if extra:
+            raise ExampleError(f"{where}.{extra[0]}", f"unknown key; a turn has only {list(MESSAGE_KEYS)}")
+        role = m.get("role")
+        if role not in ROLES:
+            raise ExampleError(f"{where}.role", f"{role!r} is not one of {list(ROLES)}")
+        content = m.get("content")
+        if not isinstance(content, str):
+            raise ExampleError(f"{where}.content", f"must be a string, got {type(content).__name__}")
+        if not content.strip():
+            raise ExampleError(f"{where}.content", "is empty; drop the turn or fill it")
+        weight = m.get("weight")
+        if weight is not None:
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
+                raise ExampleError(f"{where}.weight", f"{weight!r} must be 0 or 1 (or a number in [0, 1])")
+            if role != "assistant":
+                raise ExampleError(f"{where}.weight", "only assistant turns carry a weight")
+            weight = float(weight)
+        out.append(Message(role=role, content=content, weight=weight))
+    return tuple(out)
+
+
+def make_example(
+    messages: Any,
+    *,
+    label: str | None = None,
+    source: str = "live",
+    weight: float | None = None,
+    created_at: Any = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Example:
+    """Build a validated Example. ``source='corrected'`` defaults the weight to 2.0."""
+    msgs = _parse_messages(messages)
+    if label is not None:
+        if not isinstance(label, str) or not label.strip():
+            raise ExampleError("label", f"{label!r} must be a non-empty string or null")
+        label = label.strip()
+    if source not in SOURCES:
+        raise ExampleError("source", f"{source!r} is not one of {list(SOURCES)}")
+    if weight is None:
+        weight = CORRECTED_WEIGHT if source == "corrected" else 1.0
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+        raise ExampleError("weight", f"{weight!r} must be a positive number")
+    if meta is None:
+        meta = {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta) if meta.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ExampleError("meta", f"not valid JSON ({exc.msg})") from exc
+    if not isinstance(meta, Mapping):
+        raise ExampleError("meta", f"must be an object, got {type(meta).__name__}")
+    return Example(
+        id=content_id(msgs, label),
+        messages=msgs,
+        label=label,
+        source=source,
+        weight=float(weight),
+        created_at=normalize_timestamp(created_at if created_at is not None else utc_now()),
+        meta=dict(meta),
+    )
+
+
+def classification_example(
+    text: str,
+    label: str,
+    *,
+    source: str = "live",
+    created_at: Any = None,
+    system: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Example:
+    """A label task as chat: optional system turn, the user's text, the label as the assistant's answer."""
+    msgs: list[dict[str, Any]] = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    msgs.append({"role": "user", "content": text})
+    msgs.append({"role": "assistant", "content": label})
+    return make_example(msgs, label=label, source=source, created_at=created_at, meta=meta)
+
+
+# -- split --------------------------------------------------------------------------------
+
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+def split_of(example_id: str, fractions: Sequence[float] = DEFAULT_FRACTIONS, salt: str = "") -> str:
+    """The split (train / validation / eval) of an id: a pure function of the id, stable across runs."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(f"fractions={tuple(fractions)} must be three non-negative numbers summing to 1")
+    h = int.from_bytes(hashlib.sha256(f"{salt}{example_id}".encode()).digest()[:8], "big") / 2**64
+    if h < fractions[0]:
+        return "train"
+    if h < fractions[0] + fractions[1]:
+        return "validation"
+    return "eval"
+
+
+def split_examples(
+    examples: Iterable[Example], fractions: Sequence[float] = DEFAULT_FRACTIONS, salt: str = ""
+) -> dict[str, list[Example]]:
+    out: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    for ex in examples:
+        out[split_of(ex.id, fractions, salt)].append(ex)
+    return out
+
+
+def dedupe(examples: Iterable[Example]) -> list[Example]:
+    """Keep one example per id: the latest ``created_at`` wins (a correction replaces the original)."""
+    best: dict[str, Example] = {}
+    for ex in examples:
+        cur = best.get(ex.id)
+        if cur is None or ex.created_at >= cur.created_at:
+            best[ex.id] = ex
+    return sorted(best.values(), key=lambda e: (e.created_at, e.id))
+
+
+def dataset_hash(examples: Iterable[Example]) -> str:
+    """sha256 over the sorted ids, sources and weights: the identity of a training set."""
+    h = hashlib.sha256()
+    for ex in sorted(examples, key=lambda e: e.id):
+        h.update(f"{ex.id}|{ex.source}|{ex.weight}\n".encode())
+    return h.hexdigest()
+
+
+# -- JSONL ----------------------------------------------------------------------------------
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Example | Mapping[str, Any]]) -> int:
+    """Write examples (or plain dicts) one JSON object per line; returns the row count."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with p.open("w", encoding="utf-8") as f:
+        for r in rows:
+            d = r.to_dict() if isinstance(r, Example) else r
+            f.write(json.dumps(d, ensure_ascii=False, separators=(",", ":")))
+            f.write("\n")
+            n += 1
+    return n
+
+
+def iter_jsonl_dicts(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, parsed_or_exception)`` for each non-blank line."""
+    with Path(path).open(encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield i, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield i, ExampleError("line", f"invalid JSON at column {exc.colno}: {exc.msg}")
+
+
+def read_jsonl(path: str | Path, *, strict: bool = True) -> list[Example]:
+    """Read canonical examples. strict: raise on the first bad line naming it; else skip bad lines."""
+    out = []
+    for lineno, obj in iter_jsonl_dicts(path):
+        try:
+            if isinstance(obj, Exception):
+                raise obj
+            out.append(Example.from_dict(obj))
+        except ExampleError as exc:
+            if strict:
+                raise ExampleError(exc.field, f"{path}:{lineno}: {exc}") from exc
+    return out
+
+
+# -- Parquet --------------------------------------------------------------------------------
+
+
+def _arrow_schema():
+    import pyarrow as pa
+
+    msg = pa.struct([("role", pa.string()), ("content", pa.string()), ("weight", pa.float64())])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("messages", pa.list_(msg)),
+            ("label", pa.string()),
+            ("source", pa.string()),
+            ("weight", pa.float64()),
+            ("created_at", pa.string()),
+            ("meta", pa.string()),
+        ]
+    )
+
+
+def to_arrow(examples: Iterable[Example]):
+    import pyarrow as pa
+
+    cols: dict[str, list[Any]] = {k: [] for k in RECORD_KEYS}
+    for ex in examples:
+        cols["id"].append(ex.id)
+        cols["messages"].append(
+            [{"role": m.role, "content": m.content, "weight": m.weight} for m in ex.messages]
+        )
+        cols["label"].append(ex.label)
+        cols["source"].append(ex.source)
+        cols["weight"].append(ex.weight)
+        cols["created_at"].append(ex.created_at)
+        cols["meta"].append(json.dumps(dict(ex.meta), sort_keys=True, ensure_ascii=False))
+    return pa.table(cols, schema=_arrow_schema())
+
+
+def from_arrow(table) -> list[Example]:
+    out = []
+    for row in table.to_pylist():
+        msgs = [
+            Message(m["role"], m["content"], m.get("weight")) for m in row["messages"]
+        ]
+        out.append(
+            Example(
+                id=row["id"],
+                messages=tuple(msgs),
+                label=row["label"],
+                source=row["source"],
+                weight=row["weight"],
+                created_at=row["created_at"],
+                meta=json.loads(row["meta"]) if row["meta"] else {},
+            )
+        )
+    return out
+
+
+def write_parquet(path: str | Path, examples: Iterable[Example]) -> int:
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    table = to_arrow(examples)
+    pq.write_table(table, p)
+    return table.num_rows
+
+
+def read_parquet(path: str | Path) -> list[Example]:
+    import pyarrow.parquet as pq
+
+    return from_arrow(pq.read_table(path))
+
+
+def read_examples(path: str | Path) -> list[Example]:
+    """Read a canonical file by extension (.jsonl / .parquet)."""
+    p = str(path)
+    if p.endswith(".parquet"):
+        return read_parquet(p)
+    return read_jsonl(p)

@@ -1,0 +1,48 @@
+"""The warehouse: where interactions land and where each run extracts what is new.
+
+- :mod:`.base` — the interaction table's schema (column constants), the :class:`Warehouse` interface,
+  :func:`open_warehouse` and the buffered :class:`Ingestor`.
+- :mod:`.sql` — BigQuery Standard SQL templates: ``@name`` values, validated ``{{table}}`` identifiers,
+  transpilation (cached) for other engines, :func:`load_query` for the packaged ``queries/*.sql``.
+- :mod:`.duckdb` — the embedded default backend (``duckdb:///path.duckdb``).
+- :mod:`.extract` — :func:`extract_new`: rows newer than a watermark -> canonical examples + quarantine.
+
+Importing this package does not import duckdb, sqlglot or pyarrow; the backends import them when used.
+"""
+
+from tuneloop.warehouse.base import (
+    COLUMN_TYPES,
+    TABLE_COLUMNS,
+    WATERMARK_COLUMN,
+    IngestError,
+    Ingestor,
+    InsertError,
+    Warehouse,
+    WarehouseError,
+    coerce_row,
+    duckdb_uri,
+    example_to_row,
+    open_warehouse,
+)
+from tuneloop.warehouse.extract import ExtractResult, extract_new, row_to_example
+from tuneloop.warehouse.sql import load_query, validate_identifier
+
+__all__ = [
+    "COLUMN_TYPES",
+    "TABLE_COLUMNS",
+    "WATERMARK_COLUMN",
+    "ExtractResult",
+    "IngestError",
+    "Ingestor",
+    "InsertError",
+    "Warehouse",
+    "WarehouseError",
+    "coerce_row",
+    "duckdb_uri",
+    "example_to_row",
+    "extract_new",
+    "load_query",
+    "open_warehouse",
+    "row_to_example",
+    "validate_identifier",
+]
