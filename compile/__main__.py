@@ -17,7 +17,6 @@ HERE = Path(__file__).resolve().parent
 
 def compile_all(out_dir: Path) -> list[Path]:
     from kfp import compiler
-
     from tuneloop.pipelines import PIPELINES
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             if old != new:
                 stale += 1
                 sys.stdout.writelines(
-                    line + "\n" for line in difflib.unified_diff(old, new, str(committed), "fresh", lineterm="")
+                    line + "\n"
+                    for line in difflib.unified_diff(old, new, str(committed), "fresh", lineterm="")
                 )
     if stale:
         print(f"{stale} compiled pipeline(s) are stale: run `make compile`", file=sys.stderr)

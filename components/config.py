@@ -1,7 +1,6 @@
 """The first task of every tuning run: validate parameters before any work or spend."""
 
 from kfp import dsl
-
 from tuneloop.components.images import BASE_IMAGE
 
 
@@ -11,7 +10,8 @@ def check_config(
     branches: list,
     registry_uri: str,
     model_name: str,
-    thresholds: dict,
+    min_values: dict,
+    max_drop: dict,
     hyperparameters: dict,
 ) -> str:
     """Fail fast on an invalid run configuration.
@@ -21,7 +21,8 @@ def check_config(
         branches: The providers this pipeline has a branch for.
         registry_uri: Model registry root (directory or gs:// prefix).
         model_name: Registry model name.
-        thresholds: Blessing rules ``{"min_values": {...}, "max_drop": {...}}``.
+        min_values: Value thresholds, e.g. ``{"macro_f1": 0.6}``.
+        max_drop: Largest allowed drop vs the champion, e.g. ``{"macro_f1": 0.05}``.
         hyperparameters: Provider hyperparameters.
 
     Returns:
@@ -34,6 +35,6 @@ def check_config(
         branches=branches,
         registry_uri=registry_uri,
         model_name=model_name,
-        thresholds=thresholds,
+        thresholds={"min_values": min_values, "max_drop": max_drop},
         hyperparameters=hyperparameters,
     )["provider"]

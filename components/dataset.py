@@ -4,7 +4,6 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
-
 from tuneloop.components.images import BASE_IMAGE
 
 
@@ -44,9 +43,20 @@ def prepare_dataset(
 
     from tuneloop.stages import prepare_dataset as run
 
-    r = run(examples_path=examples.path, quarantine_path=quarantine.path, dataset_root=dataset_root,
-            work_dir=dataset.path, watermark=watermark, provider=provider, formats=[f.strip() for f in formats.split(",") if f.strip()],
-            min_new_examples=min_new_examples, min_examples=min_examples,
-            system_prompt=system_prompt, base_model=base_model)
+    r = run(
+        examples_path=examples.path,
+        quarantine_path=quarantine.path,
+        dataset_root=dataset_root,
+        work_dir=dataset.path,
+        watermark=watermark,
+        provider=provider,
+        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        min_new_examples=min_new_examples,
+        min_examples=min_examples,
+        system_prompt=system_prompt,
+        base_model=base_model,
+    )
     dataset.metadata.update({k: r[k] for k in ("status", "dataset_uri", "new_examples") if k in r})
-    return namedtuple("DatasetOutputs", "status dataset_uri reason")(r["status"], r["dataset_uri"], r["reason"])
+    return namedtuple("DatasetOutputs", "status dataset_uri reason")(
+        r["status"], r["dataset_uri"], r["reason"]
+    )

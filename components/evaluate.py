@@ -4,7 +4,6 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Input, Metrics, Model, Output
-
 from tuneloop.components.images import BASE_IMAGE
 
 
@@ -15,7 +14,8 @@ def evaluate_model(
     dataset_uri: str,
     registry_uri: str,
     model_name: str,
-    thresholds: dict,
+    min_values: dict,
+    max_drop: dict,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     blessing: Output[Artifact],
@@ -28,7 +28,8 @@ def evaluate_model(
         dataset_uri: Published dataset whose eval split both models answer.
         registry_uri: Registry holding the current champion.
         model_name: Registry model name.
-        thresholds: ``{"min_values": {...}, "max_drop": {...}}``; none configured = not blessed.
+        min_values: Value thresholds, e.g. ``{"macro_f1": 0.6}``.
+        max_drop: Largest allowed drop vs the champion (none configured at all = not blessed).
         metrics: Scalar metrics (candidate, and champion with a ``champion_`` prefix).
         classification: The candidate's confusion matrix.
         blessing: Decision record: blessed, reason, both metric sets, champion version, paired test.
@@ -40,13 +41,22 @@ def evaluate_model(
 
     from tuneloop.stages import evaluate
 
-    r = evaluate(provider=provider, model_dir=model.path, dataset_uri=dataset_uri, registry_uri=registry_uri,
-                 model_name=model_name, thresholds=thresholds, blessing_path=blessing.path)
+    r = evaluate(
+        provider=provider,
+        model_dir=model.path,
+        dataset_uri=dataset_uri,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        thresholds={"min_values": min_values, "max_drop": max_drop},
+        blessing_path=blessing.path,
+    )
     for prefix, values in (("", r["candidate_metrics"]), ("champion_", r.get("champion_metrics") or {})):
         for k, v in values.items():
             if isinstance(v, int | float) and not isinstance(v, bool):
                 metrics.log_metric(prefix + k, float(v))
     cm = r["candidate_metrics"]["confusion_matrix"]
     classification.log_confusion_matrix(cm["labels"], cm["rows"])
-    blessing.metadata.update(blessed=r["blessed"], reason=r["reason"], champion=r.get("champion_version") or "")
+    blessing.metadata.update(
+        blessed=r["blessed"], reason=r["reason"], champion=r.get("champion_version") or ""
+    )
     return namedtuple("EvalOutputs", "blessed reason")(r["blessed"], r["reason"])

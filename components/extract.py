@@ -4,7 +4,6 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output
-
 from tuneloop.components.images import BASE_IMAGE
 
 
@@ -34,9 +33,16 @@ def extract_examples(
 
     from tuneloop.stages import extract
 
-    r = extract(warehouse_uri=warehouse_uri, table=table, dataset_root=dataset_root,
-                examples_path=examples.path, quarantine_path=quarantine.path, max_rows=max_rows)
+    r = extract(
+        warehouse_uri=warehouse_uri,
+        table=table,
+        dataset_root=dataset_root,
+        examples_path=examples.path,
+        quarantine_path=quarantine.path,
+        max_rows=max_rows,
+    )
     examples.metadata.update(rows=r["new_examples"], watermark_from=r["watermark_from"])
     quarantine.metadata["rows"] = r["quarantined"]
     return namedtuple("ExtractOutputs", "new_examples quarantined watermark")(
-        r["new_examples"], r["quarantined"], r["watermark_to"])
+        r["new_examples"], r["quarantined"], r["watermark_to"]
+    )

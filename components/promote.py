@@ -4,7 +4,6 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
-
 from tuneloop.components.images import BASE_IMAGE
 
 
@@ -39,11 +38,19 @@ def promote_model(
 
     from tuneloop.stages import promote
 
-    r = promote(blessing_path=blessing.path, model_dir=model.path, registry_uri=registry_uri,
-                model_name=model_name, run_name=run_name, reports_uri=reports_uri, summary_path=summary.path)
+    r = promote(
+        blessing_path=blessing.path,
+        model_dir=model.path,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        run_name=run_name,
+        reports_uri=reports_uri,
+        summary_path=summary.path,
+    )
     summary.metadata.update(promoted=r["promoted_version"] or "", champion=r["champion_after"] or "")
     return namedtuple("PromoteOutputs", "promoted_version champion")(
-        r["promoted_version"] or "", r["champion_after"] or "")
+        r["promoted_version"] or "", r["champion_after"] or ""
+    )
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -72,7 +79,14 @@ def record_skip(
     """
     from tuneloop.stages import record_skip as run
 
-    r = run(reason=reason, provider=provider, registry_uri=registry_uri, model_name=model_name,
-            run_name=run_name, reports_uri=reports_uri, summary_path=summary.path)
+    r = run(
+        reason=reason,
+        provider=provider,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        run_name=run_name,
+        reports_uri=reports_uri,
+        summary_path=summary.path,
+    )
     summary.metadata.update(skipped=True, reason=reason)
     return r["decision"]["reason"]

@@ -4,7 +4,6 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Model, Output
-
 from tuneloop.components.images import BASE_IMAGE
 
 
@@ -34,7 +33,13 @@ def tune_model(
 
     from tuneloop.stages import tune
 
-    r = tune(provider=provider, dataset_uri=dataset_uri, base_model=base_model,
-             hyperparameters=hyperparameters, model_dir=model.path, job_record_path=job.path)
+    r = tune(
+        provider=provider,
+        dataset_uri=dataset_uri,
+        base_model=base_model,
+        hyperparameters=hyperparameters,
+        model_dir=model.path,
+        job_record_path=job.path,
+    )
     model.metadata.update(provider=provider, dataset_hash=r["dataset_hash"], job_id=r["job_id"])
     return namedtuple("TuneOutputs", "model_ref job_id")(r["model_ref"], r["job_id"])

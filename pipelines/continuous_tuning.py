@@ -1,11 +1,15 @@
 """continuous-tuning: export-dataset then tune-and-promote, as one scheduled run."""
 
 from kfp import dsl
-
 from tuneloop.components.config import check_config
 from tuneloop.components.promote import record_skip
 from tuneloop.pipelines.export_dataset import export_dataset
-from tuneloop.pipelines.tune_and_promote import BRANCHES, DEFAULT_THRESHOLDS, tune_and_promote
+from tuneloop.pipelines.tune_and_promote import (
+    BRANCHES,
+    DEFAULT_MAX_DROP,
+    DEFAULT_MIN_VALUES,
+    tune_and_promote,
+)
 
 
 @dsl.pipeline(name="continuous-tuning")
@@ -18,7 +22,8 @@ def continuous_tuning(
     model_name: str = "support-intent",
     base_model: str = "",
     hyperparameters: dict = {},
-    thresholds: dict = DEFAULT_THRESHOLDS,
+    min_values: dict = DEFAULT_MIN_VALUES,
+    max_drop: dict = DEFAULT_MAX_DROP,
     formats: str = "",
     min_new_examples: int = 100,
     min_examples: int = 10,
@@ -39,7 +44,8 @@ def continuous_tuning(
         model_name: Registry model name.
         base_model: Base model id or path.
         hyperparameters: Provider hyperparameters.
-        thresholds: Blessing rules.
+        min_values: Value thresholds ``{metric: minimum}``.
+        max_drop: ``{metric: largest allowed drop}`` against the champion.
         formats: Extra formats to render, comma-separated.
         min_new_examples: Skip threshold on new examples.
         min_examples: Fewer surviving training rows than this fails the run.
@@ -52,7 +58,8 @@ def continuous_tuning(
         branches=BRANCHES,
         registry_uri=registry_uri,
         model_name=model_name,
-        thresholds=thresholds,
+        min_values=min_values,
+        max_drop=max_drop,
         hyperparameters=hyperparameters,
     )
     dataset = export_dataset(
@@ -75,7 +82,8 @@ def continuous_tuning(
             model_name=model_name,
             base_model=base_model,
             hyperparameters=hyperparameters,
-            thresholds=thresholds,
+            min_values=min_values,
+            max_drop=max_drop,
             reports_uri=reports_uri,
         )
     with dsl.Else(name="too-little-new-data"):

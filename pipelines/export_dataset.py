@@ -4,7 +4,6 @@ from collections import namedtuple
 from typing import NamedTuple
 
 from kfp import dsl
-
 from tuneloop.components.dataset import prepare_dataset
 from tuneloop.components.extract import extract_examples
 

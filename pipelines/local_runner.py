@@ -8,12 +8,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kfp import compiler, local
-
 
 
 def get_pipeline(name: str):
@@ -45,6 +45,7 @@ def run_local(
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     buf = io.StringIO()
     error: BaseException | None = None

@@ -1,7 +1,6 @@
 """tune-and-promote: a published dataset -> the provider's branch: tune -> evaluate -> promote."""
 
 from kfp import dsl
-
 from tuneloop.components.config import check_config
 from tuneloop.components.evaluate import evaluate_model
 from tuneloop.components.promote import promote_model
@@ -9,7 +8,9 @@ from tuneloop.components.tune import tune_model
 
 # The providers this pipeline has a branch for (dsl.If blocks; dsl.OneOf does not run locally).
 BRANCHES = ["sklearn"]
-DEFAULT_THRESHOLDS = {"min_values": {"macro_f1": 0.6}, "max_drop": {"macro_f1": 0.05}}
+# Blessing rules (support-intent system): macro F1 at least 0.6, and at most 0.05 below the champion.
+DEFAULT_MIN_VALUES = {"macro_f1": 0.6}
+DEFAULT_MAX_DROP = {"macro_f1": 0.05}
 
 
 @dsl.pipeline(name="tune-evaluate-promote")
@@ -20,7 +21,8 @@ def tune_evaluate_promote(
     hyperparameters: dict,
     registry_uri: str,
     model_name: str,
-    thresholds: dict,
+    min_values: dict,
+    max_drop: dict,
     reports_uri: str,
 ):
     """One provider's branch: tune a candidate, judge it against the champion, promote if blessed.
@@ -32,7 +34,8 @@ def tune_evaluate_promote(
         hyperparameters: Provider hyperparameters.
         registry_uri: Registry root.
         model_name: Registry model name.
-        thresholds: Blessing rules.
+        min_values: Value thresholds ``{metric: minimum}``.
+        max_drop: ``{metric: largest allowed drop}`` against the champion.
         reports_uri: Where run summaries are written ("" = artifacts only).
     """
     tune = tune_model(
@@ -44,7 +47,8 @@ def tune_evaluate_promote(
         dataset_uri=dataset_uri,
         registry_uri=registry_uri,
         model_name=model_name,
-        thresholds=thresholds,
+        min_values=min_values,
+        max_drop=max_drop,
     )
     promote_model(
         blessing=evaluate.outputs["blessing"],
@@ -64,7 +68,8 @@ def tune_and_promote(
     model_name: str = "support-intent",
     base_model: str = "",
     hyperparameters: dict = {},
-    thresholds: dict = DEFAULT_THRESHOLDS,
+    min_values: dict = DEFAULT_MIN_VALUES,
+    max_drop: dict = DEFAULT_MAX_DROP,
     reports_uri: str = "",
 ):
     """Tune a candidate on a published dataset with the chosen provider, evaluate, promote.
@@ -76,7 +81,8 @@ def tune_and_promote(
         model_name: Registry model name.
         base_model: Base model id or path (unused by sklearn).
         hyperparameters: Provider hyperparameters.
-        thresholds: ``{"min_values": {metric: min}, "max_drop": {metric: drop}}``.
+        min_values: Value thresholds ``{metric: minimum}`` (first run: the only rules).
+        max_drop: ``{metric: largest allowed drop}`` against the champion on the same eval rows.
         reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
     """
     checked = check_config(
@@ -84,7 +90,8 @@ def tune_and_promote(
         branches=BRANCHES,
         registry_uri=registry_uri,
         model_name=model_name,
-        thresholds=thresholds,
+        min_values=min_values,
+        max_drop=max_drop,
         hyperparameters=hyperparameters,
     )
     with dsl.If(checked.output == "sklearn", name="provider-sklearn"):
@@ -95,6 +102,7 @@ def tune_and_promote(
             hyperparameters=hyperparameters,
             registry_uri=registry_uri,
             model_name=model_name,
-            thresholds=thresholds,
+            min_values=min_values,
+            max_drop=max_drop,
             reports_uri=reports_uri,
         )

@@ -13,7 +13,9 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(help="tuneloop: keep models improving on their own data.", no_args_is_help=True)
-registry_app = typer.Typer(help="Inspect the model registry and roll the champion back.", no_args_is_help=True)
+registry_app = typer.Typer(
+    help="Inspect the model registry and roll the champion back.", no_args_is_help=True
+)
 app.add_typer(registry_app, name="registry")
 
 
@@ -27,7 +29,10 @@ def _parse_params(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            _fail(f"--param {item!r}: write KEY=VALUE (VALUE may be JSON, e.g. thresholds='{{\"min_values\":{{}}}}')", 2)
+            _fail(
+                f"--param {item!r}: write KEY=VALUE (VALUE may be JSON, e.g. thresholds='{{\"min_values\":{{}}}}')",
+                2,
+            )
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -37,7 +42,9 @@ def _parse_params(items: list[str]) -> dict:
 
 @app.command()
 def load(
-    file: Annotated[Path, typer.Argument(help="Canonical JSONL, or CSV with columns text,label[,corrected].")],
+    file: Annotated[
+        Path, typer.Argument(help="Canonical JSONL, or CSV with columns text,label[,corrected].")
+    ],
     warehouse: Annotated[str, typer.Option(help="Warehouse URI, e.g. duckdb:///data/warehouse.duckdb.")],
     table: Annotated[str, typer.Option(help="Table to append to (created if missing).")] = "interactions",
 ) -> None:
@@ -57,7 +64,9 @@ def load(
 @app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="A provider training file (JSONL).")],
-    provider: Annotated[str, typer.Option(help="openai, gemini, claude (bedrock), oss-lora (hf), or a format name.")],
+    provider: Annotated[
+        str, typer.Option(help="openai, gemini, claude (bedrock), oss-lora (hf), or a format name.")
+    ],
     model: Annotated[str, typer.Option(help="Base model whose limits apply.")] = "",
 ) -> None:
     """Check a training file against the provider's rules, with the same validator the pipeline runs."""

@@ -181,7 +181,9 @@ def publish(built_dir: str | Path, dataset_root: str, *, expected: RootState) ->
             rel = f.relative_to(built_dir).as_posix()
             if f.is_file() and rel != MANIFEST:
                 storage.write(storage.join(uri, rel), f.read_bytes(), if_generation="*")
-        storage.write(storage.join(uri, MANIFEST), (Path(built_dir) / MANIFEST).read_bytes(), if_generation="*")
+        storage.write(
+            storage.join(uri, MANIFEST), (Path(built_dir) / MANIFEST).read_bytes(), if_generation="*"
+        )
     state = {"watermark": manifest.get("watermark"), "latest": manifest["dataset_hash"]}
     try:
         storage.write_json(storage.join(dataset_root, STATE), state, if_generation=expected.generation)

@@ -17,6 +17,8 @@ from typing import Any
 
 from tuneloop import storage
 
+TABLE = "interactions"
+
 
 def _summary_of(reports: Path, known: set[Path]) -> Path:
     new = sorted(set(reports.glob("*/summary.json")) - known, key=lambda p: p.stat().st_mtime)
@@ -39,11 +41,16 @@ def _table(run: int, summary: dict[str, Any], manifest: dict[str, Any] | None) -
     rows = [
         ("rows extracted (new, valid)", _fmt(manifest and manifest.get("new_examples"))),
         ("rows quarantined", _fmt(manifest and manifest.get("quarantined_at_extract"))),
-        ("dataset (train/validation/eval)", "/".join(str(v) for v in (manifest or {}).get("counts", {}).values())),
+        (
+            "dataset (train/validation/eval)",
+            "/".join(str(v) for v in (manifest or {}).get("counts", {}).values()),
+        ),
         ("champion evaluated", _fmt(summary.get("champion_evaluated")) if champ else "none (first run)"),
     ]
     for metric in ("accuracy", "macro_f1", "macro_precision", "macro_recall"):
-        rows.append((f"{metric}  candidate | champion", f"{_fmt(cand.get(metric))} | {_fmt(champ.get(metric))}"))
+        rows.append(
+            (f"{metric}  candidate | champion", f"{_fmt(cand.get(metric))} | {_fmt(champ.get(metric))}")
+        )
     decision = summary["decision"]
     rows += [
         ("decision", "BLESSED" if decision["blessed"] else "NOT BLESSED"),
@@ -60,8 +67,11 @@ def _table(run: int, summary: dict[str, Any], manifest: dict[str, Any] | None) -
 def main(argv: list[str] | None = None) -> int:
     from tuneloop import demo_data
     from tuneloop.pipelines.local_runner import run_local
+    from tuneloop.warehouse import duckdb_uri
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="everything the demo writes")
     parser.add_argument("--initial", type=int, default=1200, help="rows in the warehouse before run 1")
     parser.add_argument("--new-traffic", type=int, default=600, help="rows that arrive before run 2")
@@ -75,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True)
     warehouse = out / "warehouse.duckdb"
     reports = out / "reports"
-    built = demo_data.build_demo_warehouse(str(warehouse), n_initial=args.initial, seed=args.seed)
+    built = demo_data.build_demo_warehouse(str(warehouse), n_initial=args.initial, seed=args.seed, table=TABLE)
     print(f"warehouse: {warehouse} ({built})")
     params = {
-        "warehouse_uri": f"duckdb:///{warehouse}",
-        "table": "interactions",
+        "warehouse_uri": duckdb_uri(str(warehouse)),
+        "table": TABLE,
         "dataset_root": str(out / "datasets"),
         "registry_uri": str(out / "registry"),
         "model_name": "support-intent",
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     seen: set[Path] = set()
     for run in (1, 2):
         if run == 2:
-            added = demo_data.add_traffic(str(warehouse), args.new_traffic, seed=args.seed + 1)
+            added = demo_data.add_traffic(str(warehouse), args.new_traffic, seed=args.seed + 1, table=TABLE)
             print(f"\nnew traffic: {added} rows landed in the warehouse")
         print(f"\nrunning continuous-tuning (run {run}) under kfp.local ...", flush=True)
         run_local("continuous-tuning", params, pipeline_root=out / "pipeline-root", quiet=not args.verbose)

@@ -182,7 +182,9 @@ def compute_metrics(
     }
 
 
-def mcnemar(y_true: Sequence[str], pred_a: Sequence[str | None], pred_b: Sequence[str | None]) -> dict[str, Any]:
+def mcnemar(
+    y_true: Sequence[str], pred_a: Sequence[str | None], pred_b: Sequence[str | None]
+) -> dict[str, Any]:
     """McNemar's paired test of two models on the same rows.
 
     ``b`` counts rows A got right and B got wrong, ``c`` the reverse. With ``b + c < 25`` the exact
@@ -375,7 +377,9 @@ def decide(
         champion: the current champion's metrics on the same rows, or None when there is none.
         thresholds: the thresholds; None counts as none configured.
         champion_version: the champion's registry version, named in the reason.
-        paired: a :func:`mcnemar` result, recorded and quoted in the reason (it does not decide).
+        paired: a :func:`mcnemar` result, recorded and quoted in the reason (it does not decide);
+            by convention ``mcnemar(y_true, champion_pred, candidate_pred)``, so ``c`` counts the rows
+            only the candidate got right.
 
     Returns:
         A :class:`Blessing`; ``reason`` always says what was compared and with which numbers.
@@ -402,7 +406,9 @@ def decide(
     for metric, minimum in thresholds.min_values.items():
         value = _num(candidate, metric)
         passed = value is not None and value + _EPS >= minimum
-        checks.append({"metric": metric, "kind": "min", "candidate": value, "bound": minimum, "passed": passed})
+        checks.append(
+            {"metric": metric, "kind": "min", "candidate": value, "bound": minimum, "passed": passed}
+        )
         if value is None:
             notes.append(f"candidate has no {metric}")
         else:
@@ -413,8 +419,13 @@ def decide(
         if not thresholds.min_values:
             prefix += " (none configured, so this first candidate becomes the baseline)"
     else:
-        prefix = f"compared with {champ_name}"
-        notes.extend(_same_rows(candidate, champion, champ_name, checks))
+        prefix = (
+            f"compared with {champ_name}"
+            if thresholds.max_drop
+            else f"{champ_name} not compared (no max_drop thresholds configured)"
+        )
+        if thresholds.max_drop:
+            notes.extend(_same_rows(candidate, champion, champ_name, checks))
         for metric, drop in thresholds.max_drop.items():
             value, champ = _num(candidate, metric), _num(champion, metric)
             bound = None if champ is None else champ - drop
@@ -434,8 +445,8 @@ def decide(
     parts = [prefix, *notes]
     if paired is not None and "p_value" in paired:
         parts.append(
-            f"McNemar p={float(paired['p_value']):.3g} (candidate-only right {paired.get('c')}, "
-            f"champion-only right {paired.get('b')})"
+            f"McNemar p={float(paired['p_value']):.3g} (b={paired.get('b')}, c={paired.get('c')}; "
+            "informational, not a threshold)"
         )
     verdict = "blessed" if blessed else "not blessed"
     return Blessing(blessed=blessed, reason=f"{verdict}: " + "; ".join(parts), checks=tuple(checks), **base)

@@ -140,7 +140,7 @@ class Example:
             d.get("messages"),
             label=d.get("label"),
             source=d.get("source", "live"),
-            weight=d.get("weight", 1.0),
+            weight=d.get("weight"),
             created_at=d.get("created_at") or utc_now(),
             meta=d.get("meta") or {},
         )
@@ -375,9 +375,7 @@ def to_arrow(examples: Iterable[Example]):
 def from_arrow(table) -> list[Example]:
     out = []
     for row in table.to_pylist():
-        msgs = [
-            Message(m["role"], m["content"], m.get("weight")) for m in row["messages"]
-        ]
+        msgs = [Message(m["role"], m["content"], m.get("weight")) for m in row["messages"]]
         out.append(
             Example(
                 id=row["id"],

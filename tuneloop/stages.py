@@ -120,7 +120,9 @@ def prepare_dataset(
     from tuneloop.formats import format_for_provider
 
     new = ex.read_parquet(examples_path)
-    quarantined = [json.loads(line) for line in Path(quarantine_path).read_text().splitlines() if line.strip()]
+    quarantined = [
+        json.loads(line) for line in Path(quarantine_path).read_text().splitlines() if line.strip()
+    ]
     state = datasets.RootState.read(dataset_root)
     if len(new) < min_new_examples:
         return {
@@ -133,7 +135,9 @@ def prepare_dataset(
             "new_examples": len(new),
             "quarantined": len(quarantined),
         }
-    previous = datasets.load_dataset(datasets.dataset_uri(dataset_root, state.latest)) if state.latest else None
+    previous = (
+        datasets.load_dataset(datasets.dataset_uri(dataset_root, state.latest)) if state.latest else None
+    )
     wanted = list(dict.fromkeys([*formats, *([format_for_provider(provider)] if provider else [])]))
     manifest = datasets.build_dataset(
         new,
@@ -175,7 +179,7 @@ def tune(
     from tuneloop.providers.base import TuneRequest, run_job
 
     ds = datasets.load_dataset(dataset_uri)
-    prov = get_provider(provider)
+    prov = get_provider(provider, output_dir=model_dir)
     request = TuneRequest(
         train=ds.splits["train"],
         validation=ds.splits["validation"],
@@ -187,7 +191,11 @@ def tune(
         output_dir=model_dir,
     )
     result = run_job(prov, request, record_path=job_record_path)
-    card = {**result.to_dict(), "dataset_uri": dataset_uri, "train_example_ids": [e.id for e in ds.splits["train"]]}
+    card = {
+        **result.to_dict(),
+        "dataset_uri": dataset_uri,
+        "train_example_ids": [e.id for e in ds.splits["train"]],
+    }
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     (Path(model_dir) / "tuneloop-result.json").write_text(json.dumps(card, indent=2, sort_keys=True))
     return {"model_ref": result.model_ref, "job_id": result.job_id, "dataset_hash": ds.hash}
@@ -221,7 +229,9 @@ def evaluate(
     ds = datasets.load_dataset(dataset_uri, splits=("eval",))
     rows = ds.splits["eval"]
     if not rows:
-        raise ValueError(f"dataset {dataset_uri} has an empty eval split; add data or change the split fractions")
+        raise ValueError(
+            f"dataset {dataset_uri} has an empty eval split; add data or change the split fractions"
+        )
     truth = [e.target for e in rows]
     card = json.loads((Path(model_dir) / "tuneloop-result.json").read_text())
     labels = sorted(set(ds.labels) | {t for t in truth if t})
@@ -297,7 +307,7 @@ def promote(
         "decision": {"blessed": blessing["blessed"], "reason": blessing["reason"]},
         "promoted_version": None,
     }
-    conflict = None
+    conflict: Exception | None = None
     if blessing["blessed"]:
         record = registry.register(
             provider=blessing["provider"],
@@ -312,16 +322,18 @@ def promote(
         )
         summary["registered_version"] = record.version
         try:
-            registry.set_champion(record.version, expected=blessing.get("champion_version"), reason=blessing["reason"])
+            registry.set_champion(
+                record.version, expected=blessing.get("champion_version"), reason=blessing["reason"]
+            )
             summary["promoted_version"] = record.version
         except ChampionMoved as exc:
-            conflict = str(exc)
+            conflict = exc
             summary["decision"] = {"blessed": True, "reason": f"not promoted: {exc}"}
     champion = registry.champion()
     summary["champion_after"] = champion.version if champion else None
     summary["summary_uri"] = write_summary(summary, summary_path, reports_uri, run_name)
-    if conflict:
-        raise ChampionMoved(conflict)
+    if conflict is not None:
+        raise conflict
     return summary
 
 

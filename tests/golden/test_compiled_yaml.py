@@ -21,7 +21,8 @@ def _normalise(text: str) -> dict:
     def walk(node):
         if isinstance(node, dict):
             return {
-                k: ("<normalised>" if k in ("sdkVersion", "command", "image") else walk(v)) for k, v in node.items()
+                k: ("<normalised>" if k in ("sdkVersion", "command", "image") else walk(v))
+                for k, v in node.items()
             }
         if isinstance(node, list):
             return [walk(v) for v in node]
@@ -33,7 +34,9 @@ def _normalise(text: str) -> dict:
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
-    subprocess.run([sys.executable, "-m", "compile", "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "compile", "--out", str(out)], cwd=ROOT, check=True, capture_output=True
+    )
     return out
 
 
@@ -48,7 +51,9 @@ def test_committed_yaml_matches_the_pipelines(fresh, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_compiling_is_deterministic(fresh, tmp_path, name):
-    subprocess.run([sys.executable, "-m", "compile", "--out", str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "compile", "--out", str(tmp_path)], cwd=ROOT, check=True, capture_output=True
+    )
     assert (tmp_path / f"{name}.yaml").read_text() == (fresh / f"{name}.yaml").read_text()
 
 

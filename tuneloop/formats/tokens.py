@@ -24,13 +24,17 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 TOKENS_REPLY_PRIMING = 3
 
-_CACHE_LIMIT = 1 << 16
+CACHE_LIMIT = 1 << 16  # cached strings per counter
 
 
 def _public_counter(encoding: str) -> Callable[[str], int]:
-    import bpe_openai
+    import warnings
 
-    enc = bpe_openai.get_encoding(encoding)
+    with warnings.catch_warnings():  # bpe_openai 0.1.4 loads its tables with a deprecated importlib API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai
+
+        enc = bpe_openai.get_encoding(encoding)
 
     def count(text: str) -> int:
         return len(enc.encode_ordinary(text))
@@ -39,23 +43,20 @@ def _public_counter(encoding: str) -> Callable[[str], int]:
 
 
 def _native_counter(encoding: str) -> Callable[[str], int] | None:
-    """The Rust tokenizer's own ``count`` (no token list built); None if this build lacks it."""
+    """The Rust tokenizer's own ``count`` (no token list built); None if this build lacks it.
+
+    It raises UnicodeEncodeError on lone surrogates; callers fall back to :func:`_sanitize`.
+    """
     try:
         from bpe_openai import _bindings  # the compiled backend behind bpe_openai.Encoding
     except ImportError:  # pragma: no cover - depends on the installed wheel
         return None
-    tok = _bindings.tokenizer_for_encoding(encoding)
-    native = getattr(tok, "count", None)
-    if native is None:  # pragma: no cover
-        return None
+    return getattr(_bindings.tokenizer_for_encoding(encoding), "count", None)
 
-    def count(text: str) -> int:
-        try:
-            return native(text)
-        except UnicodeEncodeError:  # lone surrogates: count the replacement text, as encode does
-            return native(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
 
-    return count
+def _sanitize(text: str) -> str:
+    """Replace lone surrogates the way bpe_openai's encoder does before counting."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class TokenCounter:
@@ -79,36 +80,53 @@ class TokenCounter:
         native = _native_counter(encoding)
         # Use the native count only if it agrees with the public encoder on a probe text.
         probe = "Order #48213 hasn't arrived.\n  Can you help? ünïcödé 😀 <|endoftext|>"
-        self._count = native if native is not None and native(probe) == public(probe) else public
-        self._cache: dict[str, int] = {}
+        self.native: Callable[[str], int] = native if native is not None and native(probe) == public(probe) else public
+        self._public = public
+        self.cache: dict[str, int] = {}
+
+    def count_uncached(self, text: str) -> int:
+        """Tokens in ``text``, without the cache (the hot loops inline the cache themselves)."""
+        try:
+            return self.native(text)
+        except UnicodeEncodeError:  # lone surrogates: count the replacement text, as encode does
+            return self.native(_sanitize(text))
 
     def count(self, text: str) -> int:
         """Tokens in ``text`` (ordinary text; special-token strings count as plain text)."""
-        cache = self._cache
-        n = cache.get(text)
+        n = self.cache.get(text)
         if n is None:
-            n = self._count(text)
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[text] = n
+            n = self.count_uncached(text)
+            self.remember(text, n)
         return n
+
+    def remember(self, text: str, n: int) -> None:
+        """Cache a count (the cache is emptied when it reaches its size limit)."""
+        cache = self.cache
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[text] = n
 
     def count_many(self, texts: Iterable[str]) -> list[int]:
         """Token counts for many texts, in order."""
-        cache = self._cache
-        get = cache.get
-        count = self._count
+        get = self.cache.get
+        native = self.native
+        remember = self.remember
         out = []
         append = out.append
         for text in texts:
             n = get(text)
             if n is None:
-                n = count(text)
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[text] = n
+                try:
+                    n = native(text)
+                except UnicodeEncodeError:
+                    n = native(_sanitize(text))
+                remember(text, n)
             append(n)
         return out
+
+    def clear_cache(self) -> None:
+        """Forget cached counts (benchmarks call this between runs)."""
+        self.cache.clear()
 
 
 @functools.lru_cache(maxsize=len(ENCODINGS))

@@ -156,7 +156,9 @@ class _CancelOnSignal:
     def _on_signal(self, signum, frame):  # noqa: ARG002
         self.fired = True
         self.provider.cancel(self.handle)
-        raise JobCancelled(f"task cancelled (signal {signum}); cancelled {self.provider.name} job {self.handle.job_id}")
+        raise JobCancelled(
+            f"task cancelled (signal {signum}); cancelled {self.provider.name} job {self.handle.job_id}"
+        )
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -190,7 +192,9 @@ def run_job(
     if handle is None:
         handle = provider.resume(key)
         if handle is not None:
-            log(f"[{provider.name}] adopting existing job {handle.job_id} with key {key}; not submitting again")
+            log(
+                f"[{provider.name}] adopting existing job {handle.job_id} with key {key}; not submitting again"
+            )
     if handle is None:
         report = provider.preflight(request)
         log(

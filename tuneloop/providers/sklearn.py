@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -180,7 +181,11 @@ def _build_and_fit(texts: list[str], y: list[str], w: list[float], cfg: SklearnC
         features = vectorizer.fit_transform(texts)
         svc.fit(features, y, sample_weight=w)
         calibrated = CalibratedClassifierCV(FrozenEstimator(svc), method=method)
-        calibrated.fit(features, y, sample_weight=w)
+        with warnings.catch_warnings():
+            # The frozen SVC was already fit with the weights, and its folds do no fitting.
+            warnings.filterwarnings("ignore", message=".*FrozenEstimator does not appear to accept")
+            warnings.filterwarnings("ignore", message=".*least populated class")
+            calibrated.fit(features, y, sample_weight=w)
         model = Pipeline([("tfidf", vectorizer), ("clf", calibrated)])
     else:
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
@@ -320,7 +325,8 @@ class SklearnProvider(Provider):
             "labels_without_examples": sorted(set(request.labels) - set(counts)),
             "train_counts": dict(sorted(counts.items())),
             "train_weighted_counts": {
-                lab: float(sum(wi for yi, wi in zip(y, w, strict=True) if yi == lab)) for lab in sorted(counts)
+                lab: float(sum(wi for yi, wi in zip(y, w, strict=True) if yi == lab))
+                for lab in sorted(counts)
             },
             "train_examples": len(y),
             "corrected_examples": sum(1 for ex in request.train if ex.source == "corrected"),

@@ -220,7 +220,9 @@ class FileRegistry:
             number = (claimed[-1] if claimed else 0) + 1
             try:
                 storage.write_json(
-                    storage.join(self._vdir(number), CLAIM_FILE), {"claimed_at": utc_now()}, if_generation=None
+                    storage.join(self._vdir(number), CLAIM_FILE),
+                    {"claimed_at": utc_now()},
+                    if_generation=None,
                 )
                 return number
             except storage.ConflictError:
@@ -296,7 +298,9 @@ class FileRegistry:
             raise self._moved(target, now.get(CHAMPION), expected_name, raced=True) from exc
         return self.get(target)
 
-    def _moved(self, target: str, current: str | None, expected: str | None, *, raced: bool = False) -> ChampionMoved:
+    def _moved(
+        self, target: str, current: str | None, expected: str | None, *, raced: bool = False
+    ) -> ChampionMoved:
         when = "while this promotion was writing" if raced else "since the candidate was evaluated"
         return ChampionMoved(
             f"{self.model_name}: the champion moved {when}: it is {current or 'none'}, but {target} was "

@@ -487,6 +487,8 @@ def _load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
 def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray] | None, list[str]]:
     """Load an ``.npz`` export without trusting it: ``(arrays, [])`` or ``(None, [reason])``."""
     p = Path(path)
+    if p.is_file() and not zipfile.is_zipfile(p):
+        return None, [f"{p.name} is not a readable .npz file (not a zip archive); write it with numpy.savez"]
     try:
         return _load_npz_arrays(p), []
     except FileNotFoundError:

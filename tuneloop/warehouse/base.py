@@ -50,7 +50,16 @@ COL_META = "meta"
 COL_INGESTED_AT = "ingested_at"
 WATERMARK_COLUMN = COL_INGESTED_AT
 
-TABLE_COLUMNS = (COL_ID, COL_MESSAGES, COL_LABEL, COL_SOURCE, COL_WEIGHT, COL_CREATED_AT, COL_META, COL_INGESTED_AT)
+TABLE_COLUMNS = (
+    COL_ID,
+    COL_MESSAGES,
+    COL_LABEL,
+    COL_SOURCE,
+    COL_WEIGHT,
+    COL_CREATED_AT,
+    COL_META,
+    COL_INGESTED_AT,
+)
 # BigQuery Standard SQL types; queries/create_table.sql spells the same schema.
 COLUMN_TYPES = MappingProxyType(
     {
@@ -100,7 +109,11 @@ class Warehouse(Protocol):
     uri: str
 
     def query(
-        self, template: str, params: Mapping[str, Any] | None = None, *, identifiers: Mapping[str, str] | None = None
+        self,
+        template: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        identifiers: Mapping[str, str] | None = None,
     ) -> pa.Table:
         """Run one statement; ``@name`` values are bound as parameters, ``{{slot}}`` identifiers are quoted.
 
@@ -155,9 +168,13 @@ def to_utc(value: Any, field_name: str) -> dt.datetime:
         try:
             ts = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError as exc:
-            raise ValueError(f"{field_name}: {value!r} is not an ISO-8601 timestamp; write e.g. 2026-01-31T12:00:00Z") from exc
+            raise ValueError(
+                f"{field_name}: {value!r} is not an ISO-8601 timestamp; write e.g. 2026-01-31T12:00:00Z"
+            ) from exc
     else:
-        raise ValueError(f"{field_name}: {value!r} is not a timestamp; pass a datetime or e.g. 2026-01-31T12:00:00Z")
+        raise ValueError(
+            f"{field_name}: {value!r} is not a timestamp; pass a datetime or e.g. 2026-01-31T12:00:00Z"
+        )
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.UTC)
     return ts.astimezone(dt.UTC)
@@ -267,7 +284,9 @@ def open_warehouse(uri: str) -> Warehouse:
             f"warehouse={uri!r}: the BigQuery backend is not implemented in this build (it needs the gcp "
             "extra, pip install 'tuneloop[gcp]', and a build that ships it); use duckdb:///PATH.duckdb"
         )
-    raise ValueError(f"warehouse={uri!r}: unknown scheme {scheme!r}; valid schemes {list(SCHEMES)}: {list(URI_FORMS)}")
+    raise ValueError(
+        f"warehouse={uri!r}: unknown scheme {scheme!r}; valid schemes {list(SCHEMES)}: {list(URI_FORMS)}"
+    )
 
 
 def _duckdb_path(uri: str, rest: str) -> str:

@@ -61,7 +61,11 @@ class DuckDBWarehouse:
 
     # -- Warehouse ---------------------------------------------------------------------------
     def query(
-        self, template: str, params: Mapping[str, Any] | None = None, *, identifiers: Mapping[str, str] | None = None
+        self,
+        template: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        identifiers: Mapping[str, str] | None = None,
     ):
         """Run one BigQuery-SQL statement on DuckDB; see :meth:`tuneloop.warehouse.base.Warehouse.query`."""
         import duckdb
@@ -147,7 +151,14 @@ class DuckDBWarehouse:
         ts = pa.timestamp("us", tz="UTC")
         schema = pa.schema(
             [
-                (c, ts if c in (COL_CREATED_AT, COL_INGESTED_AT) else pa.float64() if c == COL_WEIGHT else pa.string())
+                (
+                    c,
+                    ts
+                    if c in (COL_CREATED_AT, COL_INGESTED_AT)
+                    else pa.float64()
+                    if c == COL_WEIGHT
+                    else pa.string(),
+                )
                 for c in TABLE_COLUMNS
             ]
         )
@@ -158,7 +169,9 @@ class DuckDBWarehouse:
         try:
             self._con.execute(f'INSERT INTO {target} ({cols}) SELECT {cols} FROM "{view}"').fetchall()
         except duckdb.Error as exc:
-            raise InsertError(f"insert of {len(coerced)} row(s) into {table} on {self.uri} failed: {exc}") from exc
+            raise InsertError(
+                f"insert of {len(coerced)} row(s) into {table} on {self.uri} failed: {exc}"
+            ) from exc
         finally:
             self._con.unregister(view)
         return len(coerced)

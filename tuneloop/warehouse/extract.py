@@ -39,6 +39,8 @@ EXTRACT_QUERY = "extract_examples"
 EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 # "No limit" for the @max_rows parameter (an INT64).
 NO_LIMIT = 2**62
+# source of a row whose source is NULL (as Example.from_dict defaults a missing source).
+DEFAULT_SOURCE = "live"
 # meta key that keeps a stored id that disagreed with the content hash.
 META_WAREHOUSE_ID = "warehouse_id"
 
@@ -86,8 +88,9 @@ def row_to_example(row: Mapping[str, Any]) -> tuple[Example, bool]:
     """Validate one table row into an Example.
 
     The id is recomputed from the content; a stored id that disagrees is not an error (it is kept in
-    ``meta["warehouse_id"]`` and the second value returned is True). A NULL ``created_at`` falls back
-    to ``ingested_at``; a NULL weight takes the default (2.0 for corrections, else 1.0).
+    ``meta["warehouse_id"]`` and the second value returned is True). NULL columns take the canonical
+    defaults: source ``live``, weight by source (2.0 for corrections, else 1.0), ``created_at`` =
+    ``ingested_at``, meta ``{}``.
 
     Raises:
         ExampleError: naming the bad field and the fix.
@@ -96,7 +99,7 @@ def row_to_example(row: Mapping[str, Any]) -> tuple[Example, bool]:
     ex = make_example(
         row.get(COL_MESSAGES),
         label=row.get(COL_LABEL),
-        source=row.get(COL_SOURCE),
+        source=DEFAULT_SOURCE if row.get(COL_SOURCE) is None else row[COL_SOURCE],
         weight=row.get(COL_WEIGHT),
         created_at=created,
         meta=row.get(COL_META),

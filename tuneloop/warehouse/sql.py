@@ -65,7 +65,9 @@ def validate_identifier(name: str, *, param: str = "table", max_parts: int = 3) 
     return parts
 
 
-def quote_identifier(name: str, *, dialect: str = "bigquery", param: str = "table", max_parts: int = 3) -> str:
+def quote_identifier(
+    name: str, *, dialect: str = "bigquery", param: str = "table", max_parts: int = 3
+) -> str:
     """Validate ``name`` and quote each part for ``dialect`` (``bigquery``: backticks, ``duckdb``: double quotes)."""
     q = QUOTES[dialect]
     return ".".join(f"{q}{p}{q}" for p in validate_identifier(name, param=param, max_parts=max_parts))
@@ -85,10 +87,14 @@ def render(template: str, identifiers: Mapping[str, str], *, max_parts: int = 3)
             raise ValueError(f"template slot {{{{{slot}}}}} is not a slot name; write e.g. {{{{table}}}}")
     missing = sorted(slots - set(identifiers))
     if missing:
-        raise ValueError(f"identifiers: the template needs {missing}; pass identifiers={{'{missing[0]}': ...}}")
+        raise ValueError(
+            f"identifiers: the template needs {missing}; pass identifiers={{'{missing[0]}': ...}}"
+        )
     unused = sorted(set(identifiers) - slots)
     if unused:
-        raise ValueError(f"identifiers: {unused} have no {{{{slot}}}} in the template; drop them or fix the name")
+        raise ValueError(
+            f"identifiers: {unused} have no {{{{slot}}}} in the template; drop them or fix the name"
+        )
     quoted = {k: quote_identifier(v, param=k, max_parts=max_parts) for k, v in identifiers.items()}
     return _SLOT.sub(lambda m: quoted[m.group(1)], template)
 
@@ -158,7 +164,9 @@ def check_params(sql: str, params: Mapping[str, object]) -> None:
         raise ValueError(f"params: the query needs @{missing[0]} (all missing: {missing}); pass it in params")
     unused = sorted(set(params) - needed)
     if unused:
-        raise ValueError(f"params: {unused} are not used by the query (it uses {sorted(needed)}); fix the name")
+        raise ValueError(
+            f"params: {unused} are not used by the query (it uses {sorted(needed)}); fix the name"
+        )
 
 
 def load_query(name: str) -> str:

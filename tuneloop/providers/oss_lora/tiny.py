@@ -196,7 +196,7 @@ def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, seq_len: int
     return losses
 
 
-def build_base(out_dir: str | Path, *, shape: TinyShape | str = "test", pretrain_steps: int = 150,
+def build_base(out_dir: str | Path, *, shape: TinyShape | str = "test", pretrain_steps: int = 300,
                seed: int = 0, log=None) -> Path:
     """Build tokenizer + Llama-style model, pre-train it on :func:`corpus`, save both to ``out_dir``."""
     import torch

@@ -1,0 +1,116 @@
+"""Combination: freshness and quality weights, de-duplication, and the fall back to the latest export."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tuneloop.selfplay import npz, stages
+from tuneloop.selfplay.combine import CombineConfig, CombineError, combine_exports
+from tuneloop.selfplay.selfplay import SelfPlayConfig, play
+
+
+@pytest.fixture(scope="module")
+def generations(tmp_path_factory):
+    """Three real exports: generation 0 (seed 1), generation 1 (seed 2), generation 2 (seed 3)."""
+    root = tmp_path_factory.mktemp("gens")
+    paths = []
+    for gen in range(3):
+        ps = play(SelfPlayConfig("hex5_2p", games=3, simulations=30, seed=gen + 1, generation=gen))
+        paths.append(str(npz.save_npz(root / f"gen{gen}.npz", ps)))
+    return paths
+
+
+def test_combined_set_holds_every_position_with_weights_halving_per_half_life(generations, tmp_path):
+    report = combine_exports(generations, tmp_path / "set", CombineConfig(freshness_half_life=1.0))
+    data = npz.open_dir(tmp_path / "set")
+    sizes = [npz.load_npz(p).num_positions for p in generations]
+    assert data.num_positions == sum(sizes) == report["num_positions"]
+    assert npz.validate_file(tmp_path / "set") == []
+    by_gen = {s["generation"]: s["freshness"] for s in report["sources"]}
+    assert by_gen == {2: 1.0, 1: 0.5, 0: 0.25}
+    # freshest first; relative weights follow the freshness, mean weight is 1
+    w = data.sample_weights
+    assert w.mean() == pytest.approx(1.0, rel=1e-5)
+    n2, n1 = sizes[2], sizes[1]
+    assert w[0] == pytest.approx(2 * w[n2], rel=1e-5) == pytest.approx(4 * w[n2 + n1], rel=1e-5)
+    assert report["fallback"] is False
+
+
+def test_a_game_exported_twice_is_kept_once(generations, tmp_path):
+    report = combine_exports([generations[0], generations[1], generations[0]], tmp_path / "set")
+    once = npz.load_npz(generations[0]).num_positions + npz.load_npz(generations[1]).num_positions
+    assert report["num_positions"] == once
+    assert report["duplicate_games_dropped"] == 3
+    no_dedup = combine_exports([generations[0], generations[0]], tmp_path / "set2", CombineConfig(dedup=False))
+    assert no_dedup["num_positions"] == 2 * npz.load_npz(generations[0]).num_positions
+
+
+def test_truncated_games_weigh_less(tmp_path):
+    full = play(SelfPlayConfig("hex5_2p", games=2, simulations=20, seed=4))
+    cut = play(SelfPlayConfig("hex5_2p", games=2, simulations=20, seed=5, max_moves=4))
+    a = str(npz.save_npz(tmp_path / "full.npz", full))
+    b = str(npz.save_npz(tmp_path / "cut.npz", cut))
+    combine_exports([a, b], tmp_path / "set", CombineConfig(truncated_weight=0.25))
+    data = npz.open_dir(tmp_path / "set")
+    truncated = data.victory_types == npz.VICTORY_TYPES.index("truncated")
+    assert truncated.sum() == cut.num_positions
+    assert set(np.round(data.sample_weights[truncated] / data.sample_weights[~truncated][0], 5)) == {0.25}
+
+
+def test_an_invalid_export_is_left_out_and_reported(generations, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    report = combine_exports([generations[0], str(bad)], tmp_path / "set")
+    assert report["num_positions"] == npz.load_npz(generations[0]).num_positions
+    assert "not a readable .npz" in report["rejected"][str(bad)][0]
+
+
+def test_mixed_board_configs_fail_combination_and_training_falls_back_to_the_latest_export(generations, tmp_path):
+    c4 = play(SelfPlayConfig("connect_four_2p", games=1, simulations=20, seed=1, generation=0))
+    c4_path = str(npz.save_npz(tmp_path / "c4.npz", c4))
+    with pytest.raises(CombineError, match=r"mix board configs \['connect_four_2p', 'hex5_2p'\]"):
+        combine_exports([*generations, c4_path], tmp_path / "x")
+    report = stages.combine([*generations, c4_path], str(tmp_path / "set"))
+    assert report["fallback"] is True
+    assert "combination failed" in report["fallback_reason"] and "mix board configs" in report["fallback_reason"]
+    assert report["fallback_source"] == generations[2]  # the freshest generation
+    data = npz.open_dir(tmp_path / "set")
+    latest = npz.load_npz(generations[2])
+    np.testing.assert_array_equal(data.game_ids, latest.game_ids)
+    assert npz.read_dir_info(tmp_path / "set")["combine"]["fallback"] is True
+    # choosing a board config combines instead
+    only_hex = stages.combine([*generations, c4_path], str(tmp_path / "hex"), board_config="hex5_2p")
+    assert only_hex["fallback"] is False and c4_path in only_hex["rejected"]
+
+
+def test_nothing_valid_is_an_error_that_names_the_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(CombineError, match=r"no valid export to fall back to .*bad.npz"):
+        stages.combine([str(bad)], str(tmp_path / "set"))
+    assert not (tmp_path / "set").exists()
+
+
+def test_gate_skips_when_too_few_games(generations, tmp_path):
+    combine_exports(generations, tmp_path / "set")
+    assert stages.gate(str(tmp_path / "set"), min_games=1000) == {
+        "status": "skipped",
+        "num_games": 9,
+        "num_positions": npz.open_dir(tmp_path / "set").num_positions,
+        "min_games": 1000,
+        "reason": "only 9 games in the training set, fewer than min_games=1000; play more games",
+    }
+    assert stages.gate(str(tmp_path / "set"), min_games=9)["status"] == "ready"
+
+
+def test_sample_weights_of_the_inputs_carry_into_the_combined_set(generations, tmp_path):
+    ps = npz.load_npz(generations[0])
+    w = np.ones(ps.num_positions, dtype=np.float32)
+    w[0] = 3.0
+    path = str(npz.save_npz(tmp_path / "weighted.npz", replace(ps, sample_weights=w)))
+    combine_exports([path], tmp_path / "set")
+    out = npz.open_dir(tmp_path / "set").sample_weights
+    assert out[0] == pytest.approx(3 * out[1], rel=1e-5)

@@ -1,0 +1,223 @@
+"""Examples -> token rows: the tokenizer's chat template, assistant-only loss weights, and packing.
+
+Three pure steps, each testable alone:
+
+1. :func:`encode_chat` renders a conversation with the tokenizer's own chat template and gives every
+   token a loss weight. Only assistant turns carry weight, and each turn's span runs to the end of
+   its rendering, so the end-of-turn token (``<|im_end|>``, ``<|eot_id|>``, ``<end_of_turn>``...) is
+   learned too: a model that never sees it as a target never learns to stop. A turn with
+   ``weight=0`` gets no loss; the example's own weight (2.0 for corrections) multiplies the rest.
+2. :func:`pack` places encoded examples into rows of at most ``max_len`` tokens (best-fit decreasing,
+   deterministic), so almost no compute goes to padding.
+3. :func:`collate` builds a batch: positions restart at 0 for each example and the attention mask is
+   block-diagonal-causal (each token sees only earlier tokens of its own example), so a packed example
+   computes exactly what it would alone.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneloop.examples import Example, Message
+
+IGNORE = 0.0
+
+
+class TemplateError(ValueError):
+    """The tokenizer's chat template cannot be used to locate assistant turns."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One example as tokens. ``weights[i]`` is the loss weight of predicting token ``i`` (0 = none)."""
+
+    input_ids: tuple[int, ...]
+    weights: tuple[float, ...]
+    truncated: bool = False
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def supervised(self) -> int:
+        return sum(1 for w in self.weights if w > 0)
+
+
+def _dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def render(tokenizer, messages: Sequence[Message], *, add_generation_prompt: bool = False) -> str:
+    """The chat template's text for ``messages`` (the prompt for generation when asked)."""
+    try:
+        return tokenizer.apply_chat_template(
+            _dicts(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    except Exception as exc:  # jinja raises its own types (e.g. "System role not supported")
+        raise TemplateError(
+            f"the tokenizer's chat template failed on roles {[m.role for m in messages]}: {exc}; "
+            "drop the unsupported turn or give the base model a template that accepts it"
+        ) from exc
+
+
+def assistant_spans(tokenizer, messages: Sequence[Message]) -> tuple[str, list[tuple[int, int, float]]]:
+    """The rendered text and ``(start, end, weight)`` character spans of the assistant turns.
+
+    A turn's span starts after the generation prompt (``<|im_start|>assistant\\n``) and ends where
+    the rendering of the conversation up to that turn ends, so it includes the end-of-turn token.
+    Works for any template whose renderings of a conversation's prefixes are prefixes of each other
+    (Llama 3, Qwen, Phi-3, Mistral, Gemma, ChatML); others are refused with a clear error.
+    """
+    full = render(tokenizer, messages)
+    spans = []
+    for i, m in enumerate(messages):
+        if m.role != "assistant":
+            continue
+        weight = 1.0 if m.weight is None else float(m.weight)
+        prompt = render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
+        upto = render(tokenizer, messages[: i + 1])
+        if not (upto.startswith(prompt) and full.startswith(upto)):
+            raise TemplateError(
+                f"messages[{i}]: the chat template renders this conversation's prefixes inconsistently "
+                "(a later turn rewrites an earlier one), so assistant tokens cannot be located; "
+                "use a template without history rewriting or set packing-free classification"
+            )
+        spans.append((len(prompt), len(upto), weight))
+    return full, spans
+
+
+def encode_chat(tokenizer, example: Example, max_len: int) -> Encoded:
+    """Tokenize ``example`` with its chat template; weights mark the assistant tokens (see module doc)."""
+    text, spans = assistant_spans(tokenizer, example.messages)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    weights = [IGNORE] * len(ids)
+    for j, (start, end) in enumerate(offsets):
+        if end <= start:
+            continue
+        for s, e, w in spans:
+            if s <= start < e:
+                weights[j] = w * example.weight
+                break
+    weights[0] = IGNORE  # the first token has nothing before it to predict it from
+    truncated = len(ids) > max_len
+    return Encoded(tuple(ids[:max_len]), tuple(weights[:max_len]), truncated)
+
+
+def encode_prompt(tokenizer, example: Example) -> list[int]:
+    """Token ids of the prompt for generation: every turn before the final assistant turn."""
+    msgs = list(example.messages)
+    if msgs and msgs[-1].role == "assistant":
+        msgs = msgs[:-1]
+    text = render(tokenizer, msgs, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# -- packing ---------------------------------------------------------------------------------------
+
+
+def pack(lengths: Sequence[int], max_len: int) -> list[list[int]]:
+    """Best-fit-decreasing bin packing: rows of example indices, each row's total length <= max_len.
+
+    Deterministic (ties broken by index). Every index appears exactly once; an example longer than
+    ``max_len`` must be truncated first.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    rows: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # sorted (space left, row index)
+    for i in order:
+        n = lengths[i]
+        if n > max_len:
+            raise ValueError(f"example {i} has {n} tokens > max_len={max_len}; truncate it before packing")
+        k = bisect.bisect_left(free, (n, -1))
+        if k < len(free):
+            space, r = free.pop(k)
+            rows[r].append(i)
+            bisect.insort(free, (space - n, r))
+        else:
+            rows.append([i])
+            bisect.insort(free, (max_len - n, len(rows) - 1))
+    return rows
+
+
+def rows_for(encoded: Sequence[Encoded], max_len: int, packing: bool) -> list[list[int]]:
+    """Packed rows, or one example per row when packing is off."""
+    if packing:
+        return pack([len(e) for e in encoded], max_len)
+    return [[i] for i in range(len(encoded))]
+
+
+def real_token_fraction(encoded: Sequence[Encoded], rows: Sequence[Sequence[int]], batch_size: int) -> float:
+    """Share of non-pad tokens when ``rows`` are batched in order and padded to the longest in a batch."""
+    real = padded = 0
+    for b in range(0, len(rows), batch_size):
+        lens = [sum(len(encoded[i]) for i in row) for row in rows[b : b + batch_size]]
+        real += sum(lens)
+        padded += max(lens) * len(lens)
+    return real / padded if padded else 1.0
+
+
+@dataclass
+class Batch:
+    """Tensors of one micro-batch (see :func:`collate`)."""
+
+    input_ids: Any  # (B, L) long
+    position_ids: Any  # (B, L) long, restarting at 0 per example
+    attention_mask: Any  # (B, 1, L, L) bool, True = may attend
+    target_weights: Any  # (B, L-1) float: weight of predicting input_ids[:, 1:]
+    real_tokens: int
+
+    def to(self, device) -> Batch:
+        return Batch(self.input_ids.to(device), self.position_ids.to(device), self.attention_mask.to(device),
+                     self.target_weights.to(device), self.real_tokens)
+
+    def model_inputs(self) -> Mapping[str, Any]:
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids,
+                "attention_mask": self.attention_mask}
+
+
+def collate(encoded: Sequence[Encoded], rows: Sequence[Sequence[int]], pad_id: int,
+            pad_to_multiple: int = 8) -> Batch:
+    """One batch of packed rows: ids, restarting positions, block-diagonal causal mask, target weights."""
+    import torch
+
+    lens = [sum(len(encoded[i]) for i in row) for row in rows]
+    width = max(lens)
+    width = -(-width // pad_to_multiple) * pad_to_multiple
+    b = len(rows)
+    ids = torch.full((b, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((b, width), dtype=torch.long)
+    seg = torch.zeros((b, width), dtype=torch.long)  # 0 = padding
+    w = torch.zeros((b, width), dtype=torch.float32)
+    for r, row in enumerate(rows):
+        at = 0
+        for k, i in enumerate(row, start=1):
+            e = encoded[i]
+            n = len(e)
+            ids[r, at : at + n] = torch.tensor(e.input_ids)
+            pos[r, at : at + n] = torch.arange(n)
+            seg[r, at : at + n] = k
+            w[r, at : at + n] = torch.tensor(e.weights)
+            at += n
+    mask = block_causal_mask(seg)
+    return Batch(ids, pos, mask, w[:, 1:].contiguous(), int(sum(lens)))
+
+
+def block_causal_mask(segments):
+    """(B, L) segment ids (0 = pad) -> (B, 1, L, L) bool mask: causal within a segment, nothing across.
+
+    A pad position attends to itself only, so no attention row is empty (an empty row gives NaN).
+    """
+    import torch
+
+    n = segments.shape[1]
+    same = segments[:, :, None] == segments[:, None, :]
+    causal = torch.ones((n, n), dtype=torch.bool).tril_()
+    mask = same & causal
+    pad = segments == 0
+    eye = torch.eye(n, dtype=torch.bool)
+    mask = torch.where(pad[:, :, None], eye, mask)
+    return mask[:, None]

@@ -1,0 +1,128 @@
+"""Answers from a trained oss-lora model, for the evaluator: batched greedy generation with the same
+chat template the model was trained with, or class scores for a sequence-classification model.
+
+The prompt of an example is every turn before its final assistant turn, rendered with the generation
+prompt, exactly as in training; the answer is the generated text up to the end-of-turn token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneloop.examples import Example
+from tuneloop.providers.oss_lora import checkpoint as ckpt
+from tuneloop.providers.oss_lora.data import encode_prompt
+
+
+@dataclass
+class Predictor:
+    """A loaded model ready to answer (see :func:`load_predictor`)."""
+
+    model: Any
+    tokenizer: Any
+    task: str
+    labels: tuple[str, ...]
+    device: Any
+    max_new_tokens: int = 32
+    batch_size: int = 16
+
+    def predict(self, examples: Sequence[Example]) -> list[str]:
+        """One raw answer per example, in order."""
+        if self.task == "causal-lm":
+            return generate(self.model, self.tokenizer, examples, max_new_tokens=self.max_new_tokens,
+                            batch_size=self.batch_size, device=self.device)
+        return classify(self.model, self.tokenizer, examples, self.labels, batch_size=self.batch_size,
+                        device=self.device)
+
+
+def load_predictor(model_dir: str | Path, *, device: str = "auto", use_merged: bool = True) -> Predictor:
+    """Load a ``model/`` folder written by the trainer (merged weights if present, else base + adapter)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    manifest = ckpt.read_manifest(model_dir)
+    task, labels, config = manifest["task"], tuple(manifest.get("labels") or ()), manifest.get("config", {})
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    merged = Path(model_dir) / ckpt.MERGED_DIR
+    auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if task != "causal-lm":
+        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                      label2id={lab: i for i, lab in enumerate(labels)})
+    if use_merged and manifest.get("merged") and merged.is_dir():
+        model = auto.from_pretrained(merged, **kwargs)
+    else:
+        base = manifest["base_model"]
+        if not (Path(base) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{model_dir}: its base model {base!r} is not a local folder any more; put the base weights "
+                "back there, or train with merge=true so the model folder carries full weights"
+            )
+        model = PeftModel.from_pretrained(auto.from_pretrained(base, **kwargs), str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(dev).eval()
+    return Predictor(model, tokenizer, task, labels, dev, int(config.get("max_new_tokens", 32)),
+                     int(config.get("predict_batch_size", 16)))
+
+
+def _stop_ids(model, tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    gen = getattr(model, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(eos)
+    return sorted(i for i in ids if i is not None)
+
+
+def generate(model, tokenizer, examples: Sequence[Example], *, max_new_tokens: int = 32, batch_size: int = 16,
+             device=None) -> list[str]:
+    """Greedy answers for each example's prompt, batched (left-padded, similar lengths together)."""
+    import torch
+
+    device = device or next(model.parameters()).device
+    prompts = [encode_prompt(tokenizer, ex) for ex in examples]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    stop = _stop_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id
+    answers: list[str] = [""] * len(prompts)
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            p = prompts[i]
+            ids[r, width - len(p) :] = torch.tensor(p)
+            mask[r, width - len(p) :] = 1
+        with torch.no_grad():
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                 max_new_tokens=max_new_tokens, eos_token_id=stop, pad_token_id=pad)
+        for r, i in enumerate(idx):
+            answers[i] = tokenizer.decode(out[r, width:], skip_special_tokens=True).strip()
+    return answers
+
+
+def classify(model, tokenizer, examples: Sequence[Example], labels: Sequence[str], *, batch_size: int = 16,
+             device=None) -> list[str]:
+    """The highest-scoring label for each example's prompt text."""
+    import torch
+
+    device = device or next(model.parameters()).device
+    out: list[str] = []
+    for s in range(0, len(examples), batch_size):
+        texts = [ex.prompt_text for ex in examples[s : s + batch_size]]
+        enc = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(device)
+        with torch.no_grad():
+            logits = model(**enc).logits
+        out.extend(labels[int(i)] for i in logits.argmax(-1))
+    return out

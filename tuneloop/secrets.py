@@ -1,0 +1,172 @@
+"""Credentials at run time only: the environment, Application Default Credentials, Secret Manager.
+
+A secret is never a pipeline parameter, never written to an artifact and never logged. A provider
+asks for it when it builds its client, inside the running task:
+
+* ``get_secret("OPENAI_API_KEY")`` returns the environment variable ``OPENAI_API_KEY`` if set;
+  otherwise, if ``OPENAI_API_KEY_SECRET`` names a Secret Manager version
+  (``projects/<p>/secrets/<name>/versions/<v>``), that version's payload, read with ADC;
+  otherwise it raises :class:`MissingSecret` saying both ways to provide it.
+* :func:`google_credentials` returns a static token from ``GOOGLE_OAUTH_ACCESS_TOKEN`` (short-lived,
+  e.g. ``gcloud auth print-access-token``) or Application Default Credentials.
+* AWS credentials are left to boto3's own chain (environment, profile, instance/task role).
+
+:func:`scan_for_secrets` finds credential-looking strings in text (a CI check over compiled YAML).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+SECRET_SUFFIX = "_SECRET"
+GOOGLE_TOKEN_ENV = "GOOGLE_OAUTH_ACCESS_TOKEN"
+SECRET_MANAGER_ENDPOINT_ENV = "TUNELOOP_SECRET_MANAGER_ENDPOINT"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+_VERSION_NAME = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
+
+# Credential shapes with a published prefix or structure (a hit is a leak, whatever the context).
+SECRET_PATTERNS: Mapping[str, re.Pattern[str]] = {
+    "OpenAI API key": re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
+    "Anthropic API key": re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
+    "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "AWS secret access key": re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{40}"),
+    "Google API key": re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"),
+    "Google OAuth access token": re.compile(r"\bya29\.[0-9A-Za-z_\-]{20,}"),
+    "private key": re.compile(r"-----BEGIN (?:RSA |EC |OPENSSH |)PRIVATE KEY-----"),
+    "service account key": re.compile(r"\"private_key_id\"\s*:\s*\"[0-9a-f]{20,}\""),
+}
+# Names a pipeline parameter must not have: a parameter's value is stored in plain text in the run.
+SECRET_PARAMETER_NAME = re.compile(
+    r"(?i)(?:^|[_-])(?:api[_-]?key|secret|password|passwd|(?:access|auth|bearer|id)[_-]?token|credentials?"
+    r"|private[_-]?key)(?:$|[_-])"
+)
+
+
+class MissingSecret(RuntimeError):
+    """A credential is not available in this task's environment; the message says how to provide it."""
+
+
+def _secret_manager_client():
+    from google.cloud import secretmanager
+
+    endpoint = os.environ.get(SECRET_MANAGER_ENDPOINT_ENV)
+    if endpoint:  # a private endpoint or a local stand-in: REST transport, same credentials
+        return secretmanager.SecretManagerServiceClient(
+            credentials=google_credentials()[0], transport="rest", client_options={"api_endpoint": endpoint}
+        )
+    return secretmanager.SecretManagerServiceClient(credentials=google_credentials()[0])
+
+
+def read_secret_version(name: str) -> str:
+    """The payload of a Secret Manager version ``projects/<p>/secrets/<s>/versions/<v>`` (UTF-8).
+
+    Raises:
+        ValueError: ``name`` is not a version resource name.
+        MissingSecret: the version cannot be read (the cause is chained).
+    """
+    if not _VERSION_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a Secret Manager version name; write projects/<project>/secrets/<name>/versions/latest"
+        )
+    try:
+        response = _secret_manager_client().access_secret_version(name=name)
+    except Exception as exc:
+        raise MissingSecret(
+            f"cannot read Secret Manager version {name}: {type(exc).__name__}: {exc}. The task's service account "
+            "needs roles/secretmanager.secretAccessor on that secret"
+        ) from exc
+    return response.payload.data.decode("utf-8")
+
+
+def get_secret(env: str, *, environ: Mapping[str, str] | None = None, required: bool = True) -> str | None:
+    """A credential from the environment variable ``env``, or the Secret Manager version named in ``env_SECRET``.
+
+    Args:
+        env: the variable, e.g. ``OPENAI_API_KEY``.
+        environ: the environment to read (default ``os.environ``).
+        required: raise MissingSecret when absent (else return None).
+
+    Raises:
+        MissingSecret: neither is set (or the secret cannot be read); the message names both variables.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(env)
+    if value:
+        return value
+    ref = environ.get(env + SECRET_SUFFIX)
+    if ref:
+        try:
+            return read_secret_version(ref.strip())
+        except ValueError as exc:
+            raise MissingSecret(f"{env + SECRET_SUFFIX}: {exc}") from exc
+    if not required:
+        return None
+    raise MissingSecret(
+        f"{env} is not set in this task's environment. Set it (e.g. from a Kubernetes/Vertex secret), or set "
+        f"{env + SECRET_SUFFIX}=projects/<project>/secrets/<name>/versions/latest to read it from Secret Manager "
+        "with the task's service account. Never pass it as a pipeline parameter"
+    )
+
+
+def google_credentials(environ: Mapping[str, str] | None = None) -> tuple[Any, str | None]:
+    """``(credentials, project)``: a static token from GOOGLE_OAUTH_ACCESS_TOKEN, else ADC.
+
+    Raises:
+        MissingSecret: no token and no Application Default Credentials.
+    """
+    environ = os.environ if environ is None else environ
+    token = environ.get(GOOGLE_TOKEN_ENV)
+    if token:
+        from google.oauth2.credentials import Credentials
+
+        return Credentials(token=token), environ.get("GOOGLE_CLOUD_PROJECT") or None
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    except DefaultCredentialsError as exc:
+        raise MissingSecret(
+            "no Google credentials: run on a service account (Vertex AI Pipelines does), run "
+            f"`gcloud auth application-default login`, or set {GOOGLE_TOKEN_ENV}"
+        ) from exc
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every given secret value replaced by ``***``."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return text
+
+
+def scan_for_secrets(text: str) -> list[str]:
+    """Credential-looking strings in ``text``, as ``"<kind> at line <n>"`` (values not repeated)."""
+    hits = []
+    for kind, rx in SECRET_PATTERNS.items():
+        for m in rx.finditer(text):
+            hits.append(f"{kind} at line {text.count(chr(10), 0, m.start()) + 1}")
+    return hits
+
+
+def secret_parameters(pipeline_spec: Mapping[str, Any]) -> list[str]:
+    """Input parameters of a compiled pipeline (root and every component) whose names look like secrets."""
+    found: list[str] = []
+
+    def visit(where: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            params = node.get("inputDefinitions", {}).get("parameters", {}) if "inputDefinitions" in node else {}
+            for name in params:
+                if SECRET_PARAMETER_NAME.search(name):
+                    found.append(f"{where}: parameter {name!r}")
+            for k, v in node.items():
+                visit(f"{where}.{k}" if where else str(k), v)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                visit(f"{where}[{i}]", v)
+
+    visit("", pipeline_spec)
+    return found
