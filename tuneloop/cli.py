@@ -47,16 +47,22 @@ def load(
     ],
     warehouse: Annotated[str, typer.Option(help="Warehouse URI, e.g. duckdb:///data/warehouse.duckdb.")],
     table: Annotated[str, typer.Option(help="Table to append to (created if missing).")] = "interactions",
+    source: Annotated[str, typer.Option(help="Source for rows that give none: imported, live, synthetic.")] = "",
 ) -> None:
-    """Load your own examples into the warehouse table the pipelines read."""
-    from tuneloop.loading import load_file
+    """Load your own examples into the warehouse table the pipelines read.
+
+    Good rows are inserted; bad rows are listed with their line number and reason (exit code 1).
+    """
+    from tuneloop.loading import format_report, load_file
+    from tuneloop.warehouse import WarehouseError
 
     if not file.exists():
         _fail(f"FILE {file} does not exist", 2)
-    report = load_file(str(file), warehouse, table)
-    typer.echo(f"inserted {report.inserted} rows into {table}; rejected {len(report.rejected)}")
-    for r in report.rejected[:20]:
-        typer.echo(f"  line {r['line']}: {r['reason']}")
+    try:
+        report = load_file(str(file), warehouse, table, source=source or None)
+    except (ValueError, WarehouseError) as exc:  # bad header, URI or table name: nothing was loaded
+        _fail(str(exc), 2)
+    typer.echo(format_report(report))
     if report.rejected:
         raise typer.Exit(1)
 
