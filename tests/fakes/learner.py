@@ -7,7 +7,9 @@ uploaded (an empty or wrong file gives a useless model), without any ML in the t
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Iterable
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -18,10 +20,17 @@ def words(text: str) -> frozenset[str]:
 
 
 class Memory:
-    """(prompt, answer) pairs; :meth:`answer` returns the answer of the most similar prompt."""
+    """(prompt, answer) pairs; :meth:`answer` returns the answer of the most similar prompt.
+
+    Similarity is the summed inverse document frequency of the shared words, so rare, telling
+    words ("invoice") outweigh filler ("please help").
+    """
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()):
         self.pairs = [(words(p), a) for p, a in pairs if a]
+        df = Counter(w for ws, _ in self.pairs for w in ws)
+        n = len(self.pairs) or 1
+        self.idf = {w: math.log(n / c) for w, c in df.items()}
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -30,8 +39,7 @@ class Memory:
         q = words(prompt)
         best, best_score = default, 0.0
         for w, a in self.pairs:
-            union = len(q | w)
-            score = len(q & w) / union if union else 0.0
+            score = sum(self.idf.get(x, 0.0) for x in q & w)
             if score > best_score:
                 best, best_score = a, score
         return best

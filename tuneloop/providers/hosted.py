@@ -118,7 +118,9 @@ class Failure:
 
     @property
     def kind(self) -> str:
-        return f"HTTP {self.status}" if self.status else "connection error"
+        if self.status:
+            return f"HTTP {self.status}"
+        return "connection error" if self.retryable else "error"
 
 
 def _status(exc: BaseException) -> int | None:
@@ -236,6 +238,8 @@ def call(
             raise
         except Exception as exc:
             failure = classify(exc)
+            if not failure.retryable and failure.status is None:
+                raise  # not an API answer (bad arguments, missing credentials): as it is
             if not failure.retryable:
                 raise ProviderError(f"{what}: {failure.kind}: {failure.message}") from exc
             if attempt == policy.attempts:

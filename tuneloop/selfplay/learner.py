@@ -262,11 +262,9 @@ def train(
     total_steps = config.steps
     if config.epochs is not None:
         total_steps = max(1, math.ceil(config.epochs * train_rows.size / config.batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps))))
-    )
-    for _ in range(start_step):
-        sched.step()
+
+    def lr_at(s: int) -> float:  # cosine decay to 10% of lr over the run
+        return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps)))))
     train_batches = Batches(data, train_rows, device)
     val_batches = Batches(data, val_rows, device)
     rng = np.random.default_rng([config.seed, start_step])
@@ -292,10 +290,11 @@ def train(
                 break
             t1 = time.perf_counter()
             out = losses(net, batch, config)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
-            sched.step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t2 = time.perf_counter()

@@ -47,7 +47,7 @@ def test_sparse_policy_loss_equals_dense_cross_entropy(combined):
         target = torch.from_numpy(data.dense_policies()[rows])
         w = torch.from_numpy(np.asarray(data.sample_weights[rows]))
         dense = (w * F.cross_entropy(logits, target, reduction="none")).sum() / w.sum()
-    assert float(sparse) == pytest.approx(float(dense), rel=1e-5)
+    assert float(sparse.detach()) == pytest.approx(float(dense), rel=1e-5)
 
 
 def test_checkpoint_describes_itself_and_loads_for_play(trained):
