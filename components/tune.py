@@ -13,16 +13,18 @@ def tune_model(
     dataset_uri: str,
     base_model: str,
     hyperparameters: dict,
+    budget_usd: float,
     model: Output[Model],
     job: Output[Artifact],
 ) -> NamedTuple("TuneOutputs", model_ref=str, job_id=str):
     """Tune a candidate model with one provider, idempotently.
 
     Args:
-        provider: Tuner name (sklearn, oss-lora, ...).
+        provider: Tuner name (sklearn, oss-lora, openai, gemini, claude).
         dataset_uri: Published dataset directory.
         base_model: Base model id or path (ignored by sklearn).
         hyperparameters: Provider hyperparameters.
+        budget_usd: Most a hosted job may cost (0 = ``hyperparameters.budget_usd`` decides).
         model: The candidate model artifact (local model files or a card naming a remote model).
         job: The job record (provider job id + idempotency key), written before polling.
 
@@ -38,6 +40,7 @@ def tune_model(
         dataset_uri=dataset_uri,
         base_model=base_model,
         hyperparameters=hyperparameters,
+        budget_usd=budget_usd,
         model_dir=model.path,
         job_record_path=job.path,
     )

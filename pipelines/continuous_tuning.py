@@ -6,7 +6,10 @@ from tuneloop.components.promote import record_skip
 from tuneloop.pipelines.export_dataset import export_dataset
 from tuneloop.pipelines.tune_and_promote import (
     BRANCHES,
+    DEFAULT_ACCELERATOR,
+    DEFAULT_CPU_LIMIT,
     DEFAULT_MAX_DROP,
+    DEFAULT_MEMORY_LIMIT,
     DEFAULT_MIN_VALUES,
     tune_and_promote,
 )
@@ -22,6 +25,7 @@ def continuous_tuning(
     model_name: str = "support-intent",
     base_model: str = "",
     hyperparameters: dict = {},
+    budget_usd: float = 0.0,
     min_values: dict = DEFAULT_MIN_VALUES,
     max_drop: dict = DEFAULT_MAX_DROP,
     formats: str = "",
@@ -30,6 +34,10 @@ def continuous_tuning(
     max_rows: int = 0,
     system_prompt: str = "",
     reports_uri: str = "",
+    accelerator_type: str = DEFAULT_ACCELERATOR,
+    accelerator_count: int = 1,
+    cpu_limit: str = DEFAULT_CPU_LIMIT,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
@@ -44,6 +52,7 @@ def continuous_tuning(
         model_name: Registry model name.
         base_model: Base model id or path.
         hyperparameters: Provider hyperparameters.
+        budget_usd: Most a hosted tuning job may cost (0 = take ``hyperparameters.budget_usd``).
         min_values: Value thresholds ``{metric: minimum}``.
         max_drop: ``{metric: largest allowed drop}`` against the champion.
         formats: Extra formats to render, comma-separated.
@@ -52,6 +61,10 @@ def continuous_tuning(
         max_rows: Upper bound on rows read per run (0 = none).
         system_prompt: Optional system turn added when rendering.
         reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
+        accelerator_type: oss-lora tuning task's accelerator on Vertex.
+        accelerator_count: oss-lora tuning task's accelerator count.
+        cpu_limit: oss-lora tuning task's vCPUs.
+        memory_limit: oss-lora tuning task's memory.
     """
     checked = check_config(
         provider=provider,
@@ -82,9 +95,14 @@ def continuous_tuning(
             model_name=model_name,
             base_model=base_model,
             hyperparameters=hyperparameters,
+            budget_usd=budget_usd,
             min_values=min_values,
             max_drop=max_drop,
             reports_uri=reports_uri,
+            accelerator_type=accelerator_type,
+            accelerator_count=accelerator_count,
+            cpu_limit=cpu_limit,
+            memory_limit=memory_limit,
         )
     with dsl.Else(name="too-little-new-data"):
         record_skip(

@@ -3,44 +3,27 @@
 from kfp import dsl
 from tuneloop.components.config import check_config
 from tuneloop.components.evaluate import evaluate_model
+from tuneloop.components.images import GPU_IMAGE
 from tuneloop.components.promote import promote_model
 from tuneloop.components.tune import tune_model
 
+# Providers whose branch runs on the CPU base image (sklearn locally, hosted tuners remotely).
+CPU_BRANCHES = ["sklearn", "openai", "gemini", "claude"]
+# Providers whose tuning task runs on the CUDA trainer image with an accelerator.
+GPU_BRANCHES = ["oss-lora"]
 # The providers this pipeline has a branch for (dsl.If blocks; dsl.OneOf does not run locally).
-BRANCHES = ["sklearn"]
+BRANCHES = CPU_BRANCHES + GPU_BRANCHES
 # Blessing rules (support-intent system): macro F1 at least 0.6, and at most 0.05 below the champion.
 DEFAULT_MIN_VALUES = {"macro_f1": 0.6}
 DEFAULT_MAX_DROP = {"macro_f1": 0.05}
+# The GPU task's defaults (the observation-classifier system's custom job: one L4, g2-standard-8).
+DEFAULT_ACCELERATOR = "NVIDIA_L4"
+DEFAULT_CPU_LIMIT = "8"
+DEFAULT_MEMORY_LIMIT = "32G"
 
 
-@dsl.pipeline(name="tune-evaluate-promote")
-def tune_evaluate_promote(
-    provider: str,
-    dataset_uri: str,
-    base_model: str,
-    hyperparameters: dict,
-    registry_uri: str,
-    model_name: str,
-    min_values: dict,
-    max_drop: dict,
-    reports_uri: str,
-):
-    """One provider's branch: tune a candidate, judge it against the champion, promote if blessed.
-
-    Args:
-        provider: Tuner name.
-        dataset_uri: Published dataset directory.
-        base_model: Base model id or path.
-        hyperparameters: Provider hyperparameters.
-        registry_uri: Registry root.
-        model_name: Registry model name.
-        min_values: Value thresholds ``{metric: minimum}``.
-        max_drop: ``{metric: largest allowed drop}`` against the champion.
-        reports_uri: Where run summaries are written ("" = artifacts only).
-    """
-    tune = tune_model(
-        provider=provider, dataset_uri=dataset_uri, base_model=base_model, hyperparameters=hyperparameters
-    )
+def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri):
+    """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines)."""
     evaluate = evaluate_model(
         provider=provider,
         model=tune.outputs["model"],
@@ -60,6 +43,97 @@ def tune_evaluate_promote(
     )
 
 
+@dsl.pipeline(name="tune-evaluate-promote")
+def tune_evaluate_promote(
+    provider: str,
+    dataset_uri: str,
+    base_model: str,
+    hyperparameters: dict,
+    budget_usd: float,
+    registry_uri: str,
+    model_name: str,
+    min_values: dict,
+    max_drop: dict,
+    reports_uri: str,
+):
+    """One provider's branch: tune a candidate, judge it against the champion, promote if blessed.
+
+    Args:
+        provider: Tuner name.
+        dataset_uri: Published dataset directory.
+        base_model: Base model id or path.
+        hyperparameters: Provider hyperparameters.
+        budget_usd: Most a hosted tuning job may cost (0 = take ``hyperparameters.budget_usd``).
+        registry_uri: Registry root.
+        model_name: Registry model name.
+        min_values: Value thresholds ``{metric: minimum}``.
+        max_drop: ``{metric: largest allowed drop}`` against the champion.
+        reports_uri: Where run summaries are written ("" = artifacts only).
+    """
+    tune = tune_model(
+        provider=provider,
+        dataset_uri=dataset_uri,
+        base_model=base_model,
+        hyperparameters=hyperparameters,
+        budget_usd=budget_usd,
+    )
+    _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri)
+
+
+@dsl.pipeline(name="gpu-tune-evaluate-promote")
+def gpu_tune_evaluate_promote(
+    provider: str,
+    dataset_uri: str,
+    base_model: str,
+    hyperparameters: dict,
+    registry_uri: str,
+    model_name: str,
+    min_values: dict,
+    max_drop: dict,
+    reports_uri: str,
+    accelerator_type: str,
+    accelerator_count: int,
+    cpu_limit: str,
+    memory_limit: str,
+):
+    """The open-model branch: tune on the CUDA trainer image with an accelerator, then judge and promote.
+
+    On Vertex AI Pipelines the tuning task runs on a machine with ``accelerator_count`` x
+    ``accelerator_type`` sized by ``cpu_limit``/``memory_limit``; under ``kfp.local`` the same
+    component runs on this machine's CPU.
+
+    Args:
+        provider: Tuner name (oss-lora).
+        dataset_uri: Published dataset directory.
+        base_model: Base model: a ``gs://`` path, a local directory or a hub id.
+        hyperparameters: LoRA trainer settings.
+        registry_uri: Registry root.
+        model_name: Registry model name.
+        min_values: Value thresholds ``{metric: minimum}``.
+        max_drop: ``{metric: largest allowed drop}`` against the champion.
+        reports_uri: Where run summaries are written ("" = artifacts only).
+        accelerator_type: Vertex accelerator, e.g. NVIDIA_L4, NVIDIA_TESLA_A100.
+        accelerator_count: Accelerators on the tuning task.
+        cpu_limit: vCPUs of the tuning task (Vertex picks the machine type from these limits).
+        memory_limit: Memory of the tuning task, e.g. 32G.
+    """
+    tune = (
+        tune_model(
+            provider=provider,
+            dataset_uri=dataset_uri,
+            base_model=base_model,
+            hyperparameters=hyperparameters,
+            budget_usd=0.0,
+        )
+        .set_container_image(GPU_IMAGE)
+        .set_accelerator_type(accelerator_type)
+        .set_accelerator_limit(accelerator_count)
+        .set_cpu_limit(cpu_limit)
+        .set_memory_limit(memory_limit)
+    )
+    _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri)
+
+
 @dsl.pipeline(name="tune-and-promote")
 def tune_and_promote(
     dataset_uri: str,
@@ -68,22 +142,33 @@ def tune_and_promote(
     model_name: str = "support-intent",
     base_model: str = "",
     hyperparameters: dict = {},
+    budget_usd: float = 0.0,
     min_values: dict = DEFAULT_MIN_VALUES,
     max_drop: dict = DEFAULT_MAX_DROP,
     reports_uri: str = "",
+    accelerator_type: str = DEFAULT_ACCELERATOR,
+    accelerator_count: int = 1,
+    cpu_limit: str = DEFAULT_CPU_LIMIT,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ):
     """Tune a candidate on a published dataset with the chosen provider, evaluate, promote.
 
     Args:
         dataset_uri: Published dataset directory (from export-dataset or an upload trigger).
         registry_uri: Model registry root (directory or gs:// prefix).
-        provider: Tuner: one of the pipeline's branches; anything else fails the first task.
+        provider: Tuner: sklearn, oss-lora, openai, gemini or claude; anything else fails the first task.
         model_name: Registry model name.
         base_model: Base model id or path (unused by sklearn).
-        hyperparameters: Provider hyperparameters.
+        hyperparameters: Provider hyperparameters (see the README's provider sections).
+        budget_usd: Most a hosted tuning job may cost; preflight refuses a larger estimate before
+            uploading anything (0 = take ``hyperparameters.budget_usd``).
         min_values: Value thresholds ``{metric: minimum}`` (first run: the only rules).
         max_drop: ``{metric: largest allowed drop}`` against the champion on the same eval rows.
         reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
+        accelerator_type: oss-lora tuning task's accelerator on Vertex (default one NVIDIA_L4).
+        accelerator_count: oss-lora tuning task's accelerator count.
+        cpu_limit: oss-lora tuning task's vCPUs.
+        memory_limit: oss-lora tuning task's memory.
     """
     checked = check_config(
         provider=provider,
@@ -94,15 +179,34 @@ def tune_and_promote(
         max_drop=max_drop,
         hyperparameters=hyperparameters,
     )
-    with dsl.If(checked.output == "sklearn", name="provider-sklearn"):
-        tune_evaluate_promote(
-            provider="sklearn",
-            dataset_uri=dataset_uri,
-            base_model=base_model,
-            hyperparameters=hyperparameters,
-            registry_uri=registry_uri,
-            model_name=model_name,
-            min_values=min_values,
-            max_drop=max_drop,
-            reports_uri=reports_uri,
-        )
+    for name in CPU_BRANCHES:
+        with dsl.If(checked.output == name, name=f"provider-{name}"):
+            tune_evaluate_promote(
+                provider=name,
+                dataset_uri=dataset_uri,
+                base_model=base_model,
+                hyperparameters=hyperparameters,
+                budget_usd=budget_usd,
+                registry_uri=registry_uri,
+                model_name=model_name,
+                min_values=min_values,
+                max_drop=max_drop,
+                reports_uri=reports_uri,
+            )
+    for name in GPU_BRANCHES:
+        with dsl.If(checked.output == name, name=f"provider-{name}"):
+            gpu_tune_evaluate_promote(
+                provider=name,
+                dataset_uri=dataset_uri,
+                base_model=base_model,
+                hyperparameters=hyperparameters,
+                registry_uri=registry_uri,
+                model_name=model_name,
+                min_values=min_values,
+                max_drop=max_drop,
+                reports_uri=reports_uri,
+                accelerator_type=accelerator_type,
+                accelerator_count=accelerator_count,
+                cpu_limit=cpu_limit,
+                memory_limit=memory_limit,
+            )

@@ -168,6 +168,7 @@ class ModelInfo:
         return round(self.price_per_1m_training_tokens * train_tokens * epochs / 1_000_000, 6)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (end_of_life as YYYY-MM-DD)."""
         d = {k: getattr(self, k) for k in MODEL_KEYS}
         d["end_of_life"] = self.end_of_life.isoformat() if self.end_of_life else None
         return d

@@ -142,5 +142,159 @@ def registry_rollback(
     typer.echo(f"champion is now {record.version}")
 
 
+# -- Google Cloud: submit and schedule (docs/google-cloud.md) -----------------------------------------
+
+schedule_app = typer.Typer(
+    help="Vertex AI pipeline schedules: create, list, pause, resume, delete.", no_args_is_help=True
+)
+app.add_typer(schedule_app, name="schedule")
+
+
+def _template(pipeline: str) -> str:
+    """A compiled pipeline: a YAML/JSON path or URL as given, or a pipeline name compiled now."""
+    if "://" in pipeline or pipeline.endswith((".yaml", ".yml", ".json")):
+        if "://" not in pipeline and not Path(pipeline).is_file():
+            _fail(f"PIPELINE {pipeline!r}: no such file; give a compiled YAML or a pipeline name", 2)
+        return pipeline
+    import tempfile
+
+    from tuneloop.pipelines.local_runner import compile_pipeline
+
+    try:
+        return str(compile_pipeline(pipeline, Path(tempfile.mkdtemp(prefix="tuneloop-")) / f"{pipeline}.yaml"))
+    except ValueError as exc:
+        _fail(f"PIPELINE: {exc}; or give the path of a compiled YAML", 2)
+
+
+def _labels(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--label {item!r}: write KEY=VALUE (lowercase)", 2)
+        out[key] = value
+    return out
+
+
+def _target(project: str, region: str, pipeline_root: str, service_account: str, labels: list[str]):
+    from tuneloop.cloud import VertexTarget
+
+    try:
+        return VertexTarget(
+            project=project,
+            region=region,
+            pipeline_root=pipeline_root,
+            service_account=service_account or None,
+            labels=_labels(labels),
+        )
+    except ValueError as exc:
+        _fail(str(exc), 2)
+
+
+_Project = Annotated[str, typer.Option(help="Google Cloud project id.")]
+_Region = Annotated[str, typer.Option(help="Vertex AI region.")]
+_PipelineRoot = Annotated[str, typer.Option(help="gs://BUCKET/PREFIX for run artifacts.")]
+_ServiceAccount = Annotated[str, typer.Option(help="Service account the run acts as (NAME@PROJECT.iam...).")]
+_Params = Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE (JSON values allowed).")]
+_Labels = Annotated[list[str], typer.Option("--label", help="KEY=VALUE label on the job (lowercase).")]
+
+
+@app.command()
+def submit(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name (compiled now) or a compiled YAML path/URL.")],
+    project: _Project,
+    pipeline_root: _PipelineRoot,
+    region: _Region = "us-central1",
+    param: _Params = [],  # noqa: B006
+    service_account: _ServiceAccount = "",
+    job_id: Annotated[str, typer.Option(help="Run id; the same id twice starts one run.")] = "",
+    label: _Labels = [],  # noqa: B006
+    cache: Annotated[
+        bool | None, typer.Option("--cache/--no-cache", help="Default: off for tuneloop pipelines.")
+    ] = None,
+) -> None:
+    """Submit one run to Vertex AI Pipelines (credentials: gcloud auth application-default login)."""
+    from tuneloop.cloud import CloudError, submit_pipeline
+
+    target = _target(project, region, pipeline_root, service_account, [])
+    template = _template(pipeline)
+    try:
+        result = submit_pipeline(
+            template, target, _parse_params(param), job_id=job_id or None,
+            enable_caching=cache, labels=_labels(label),
+        )
+    except (ValueError, CloudError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+
+
+@schedule_app.command("create")
+def schedule_create(
+    project: _Project,
+    pipeline_root: _PipelineRoot,
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name or compiled YAML.")] = "export-dataset",
+    region: _Region = "us-central1",
+    name: Annotated[str, typer.Option(help="Schedule display name (unique).")] = "tuneloop-export",
+    cron: Annotated[str, typer.Option(help="Five cron fields, e.g. '0 3 * * *'.")] = "0 3 * * *",
+    time_zone: Annotated[str, typer.Option(help="IANA time zone of the cron.")] = "UTC",
+    param: _Params = [],  # noqa: B006
+    service_account: _ServiceAccount = "",
+    label: _Labels = [],  # noqa: B006
+) -> None:
+    """Run a pipeline on a cron (one run at a time, no catch-up after a pause)."""
+    from tuneloop.cloud import CloudError
+    from tuneloop.triggers.schedule import ExportSchedule, schedule_export
+
+    try:
+        when = ExportSchedule(display_name=name, cron=cron, time_zone=time_zone)
+        target = _target(project, region, pipeline_root, service_account, label)
+        info = schedule_export(when, target, _template(pipeline), _parse_params(param))
+    except (ValueError, CloudError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(info.to_dict(), indent=2, sort_keys=True))
+
+
+@schedule_app.command("list")
+def schedule_list(project: _Project, region: _Region = "us-central1") -> None:
+    """List the pipeline schedules in a project and region."""
+    from tuneloop.cloud import list_schedules, schedules_as_dicts
+
+    typer.echo(json.dumps(schedules_as_dicts(list_schedules(project, region)), indent=2, sort_keys=True))
+
+
+def _schedule_action(action: str, project: str, region: str, schedule: str) -> None:
+    from google.api_core import exceptions as gexc
+
+    from tuneloop import cloud
+
+    fn = {"pause": cloud.pause_schedule, "resume": cloud.resume_schedule, "delete": cloud.delete_schedule}[action]
+    try:
+        out = fn(project, region, schedule)
+    except (ValueError, gexc.GoogleAPICallError) as exc:
+        _fail(f"schedule {action} {schedule!r}: {exc}")
+    typer.echo(json.dumps(out.to_dict() if hasattr(out, "to_dict") else {"deleted": out}, indent=2, sort_keys=True))
+
+
+_Schedule = Annotated[str, typer.Argument(help="Schedule display name, id or resource name.")]
+
+
+@schedule_app.command("pause")
+def schedule_pause(schedule: _Schedule, project: _Project, region: _Region = "us-central1") -> None:
+    """Pause a schedule."""
+    _schedule_action("pause", project, region, schedule)
+
+
+@schedule_app.command("resume")
+def schedule_resume(schedule: _Schedule, project: _Project, region: _Region = "us-central1") -> None:
+    """Resume a paused schedule (missed runs are not caught up)."""
+    _schedule_action("resume", project, region, schedule)
+
+
+@schedule_app.command("delete")
+def schedule_delete(schedule: _Schedule, project: _Project, region: _Region = "us-central1") -> None:
+    """Delete a schedule (runs it started keep running)."""
+    _schedule_action("delete", project, region, schedule)
+
+
 if __name__ == "__main__":
     app()

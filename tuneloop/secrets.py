@@ -78,7 +78,14 @@ def read_secret_version(name: str) -> str:
             f"cannot read Secret Manager version {name}: {type(exc).__name__}: {exc}. The task's service account "
             "needs roles/secretmanager.secretAccessor on that secret"
         ) from exc
-    return response.payload.data.decode("utf-8")
+    data = response.payload.data
+    expected = response.payload.data_crc32c
+    if expected:
+        import google_crc32c
+
+        if google_crc32c.value(data) != expected:
+            raise MissingSecret(f"Secret Manager version {name}: the payload failed its CRC32C check; read it again")
+    return data.decode("utf-8")
 
 
 def get_secret(env: str, *, environ: Mapping[str, str] | None = None, required: bool = True) -> str | None:

@@ -17,6 +17,8 @@ from tuneloop import datasets, storage
 from tuneloop import examples as ex
 
 SUMMARY = "summary.json"
+# Providers that run a paid remote job (their hyperparameters take ``budget_usd``).
+HOSTED_PROVIDERS = ("openai", "gemini", "claude")
 
 
 class ConfigError(ValueError):
@@ -43,8 +45,12 @@ def check_config(
 ) -> dict[str, Any]:
     """Validate the run's parameters; raise ConfigError naming the parameter, the value and the fix."""
     from tuneloop.evaluation import Thresholds
-    from tuneloop.providers import get_provider
+    from tuneloop.providers import check_provider_name, get_provider
 
+    try:
+        provider = check_provider_name(provider)
+    except ValueError:
+        pass  # reported below against this pipeline's own branches
     if provider not in branches:
         raise ConfigError(
             f"provider={provider!r} is not one of this pipeline's providers {sorted(branches)}; "
@@ -173,11 +179,26 @@ def tune(
     hyperparameters: Mapping[str, Any],
     model_dir: str,
     job_record_path: str,
+    budget_usd: float = 0.0,
 ) -> dict[str, Any]:
-    """Run (or resume) the provider's tuning job; the model artifact lands in ``model_dir``."""
+    """Run (or resume) the provider's tuning job; the model artifact lands in ``model_dir``.
+
+    ``budget_usd`` (> 0) caps a hosted provider's training cost; it fills ``hyperparameters.budget_usd``
+    when that is not set, and is refused for a provider that spends nothing remotely.
+    """
     from tuneloop.providers import get_provider
     from tuneloop.providers.base import TuneRequest, run_job
 
+    hyperparameters = dict(hyperparameters)
+    if budget_usd and budget_usd < 0:
+        raise ConfigError(f"budget_usd={budget_usd} must be >= 0 (0 = no pipeline-level budget)")
+    if budget_usd and "budget_usd" not in hyperparameters:
+        if provider not in HOSTED_PROVIDERS:
+            raise ConfigError(
+                f"budget_usd={budget_usd} applies to the hosted providers {list(HOSTED_PROVIDERS)}; "
+                f"{provider!r} runs on your own machines: leave budget_usd at 0"
+            )
+        hyperparameters["budget_usd"] = float(budget_usd)
     ds = datasets.load_dataset(dataset_uri)
     prov = get_provider(provider, output_dir=model_dir)
     request = TuneRequest(

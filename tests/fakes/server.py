@@ -116,6 +116,7 @@ class FakeHTTPServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body in separate writes: no 40 ms delayed ACK
 
             def log_message(self, *args):  # quiet
                 pass
@@ -135,7 +136,14 @@ class FakeHTTPServer:
             def do_PATCH(self):
                 self._serve("PATCH")
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        class _Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # a client that went away is not news
+                import sys
+
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={'poll_interval': 0.02}, daemon=True)
         self._thread.start()
@@ -160,14 +168,12 @@ class FakeHTTPServer:
         body = h.rfile.read(length) if length else b""
         path = unquote(parts.path)
         req = Request(method, path, dict(parse_qsl(parts.query, keep_blank_values=True)), h.headers, body)
-        for m, rx, name, fn in self._routes:
-            match = rx.match(path)
-            if m == method and match:
-                req.params = match.groupdict()
-                break
-        else:
+        found = next(((n, f, mt) for m, rx, n, f in self._routes if m == method and (mt := rx.match(path))), None)
+        if found is None:
             self._write(h, "-", req, Response(404, self.error_body(404, f"no route for {method} {path}")))
             return
+        name, fn, match = found
+        req.params = match.groupdict()
         with self._lock:
             fault = self._faults[name].popleft() if self._faults[name] else None
         if fault is not None and fault.after:

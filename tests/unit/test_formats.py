@@ -300,3 +300,30 @@ def test_hf_token_counter_hook_makes_counts_exact():
     fmt = HFFormat(token_counter=lambda texts: [len(t.split()) for t in texts])
     row = fmt.render(chat("u:one two", "a:three"))
     assert fmt.tokens_exact and fmt.count_tokens([row]) == [len(row["text"].split())]
+
+
+WEIRD = [None, 0, 1.5, True, "", " ", "x", [], [1], {}, {"a": 1}, [{"text": 1}]]
+
+
+def _mutations(value):
+    """Every copy of a JSON value with one slot (or the whole value) replaced by a weird value."""
+    yield from WEIRD
+    if isinstance(value, dict):
+        for k, v in value.items():
+            for sub in _mutations(v):
+                yield {**value, k: sub}
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            for sub in _mutations(v):
+                yield value[:i] + [sub] + value[i + 1:]
+
+
+@pytest.mark.parametrize("name", FORMAT_NAMES)
+def test_validators_never_raise_on_any_json_shape(name):
+    fmt = get_format(name)
+    row = fmt.render(SUPPORT)
+    rows = list(_mutations(row))
+    tokens = fmt.count_tokens(rows)
+    results = [fmt.validate(r, SMALL, tokens=t) for r, t in zip(rows, tokens, strict=True)]
+    assert all(isinstance(r, list) and all(isinstance(x, str) and ": " in x for x in r) for r in results)
+    assert sum(1 for r in results if r) > len(rows) // 2  # most single-slot corruptions are caught

@@ -44,8 +44,8 @@ def test_writes_every_split_and_accounts_for_every_example(tmp_path):
     # every input example is in exactly one place: a split file or quarantine
     for s, rows in written.items():
         assert len(rows) == report.counts[s]
-        assert report.counts[s] + report.quarantined[s] == len(splits[s]) == report.input_counts[s]
-    assert sum(report.quarantined.values()) == len(quarantine) == 6
+        assert report.counts[s] + report.quarantined_by_split[s] == len(splits[s]) == report.input_counts[s]
+    assert report.quarantined == sum(report.quarantined_by_split.values()) == len(quarantine) == 6
     bad_ids = {e.id for e in examples[60:]}
     assert {q["id"] for q in quarantine} == bad_ids
     for q in quarantine:

@@ -352,7 +352,8 @@ class FormatReport:
         report_path: path of report.json.
         input_counts: split -> canonical examples given.
         counts: split -> rows accepted and written.
-        quarantined: split -> rows rejected.
+        quarantined: rows rejected, all splits (each is a line of quarantine.jsonl).
+        quarantined_by_split: split -> rows rejected.
         tokens: split -> total tokens of the accepted rows.
         max_example_tokens: the largest accepted row's tokens.
         tokens_exact: True if counts are the model's own tokenizer, False if estimates.
@@ -375,7 +376,8 @@ class FormatReport:
     report_path: str
     input_counts: Mapping[str, int]
     counts: Mapping[str, int]
-    quarantined: Mapping[str, int]
+    quarantined: int
+    quarantined_by_split: Mapping[str, int]
     tokens: Mapping[str, int]
     max_example_tokens: int
     tokens_exact: bool
@@ -388,15 +390,11 @@ class FormatReport:
     warnings: tuple[str, ...] = ()
     limits: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def total_quarantined(self) -> int:
-        return sum(self.quarantined.values())
-
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (what report.json holds, plus ``ok`` there)."""
         d = asdict(self)
         d["top_reasons"] = [list(x) for x in self.top_reasons]
         d["warnings"] = list(self.warnings)
-        d["total_quarantined"] = self.total_quarantined
         return d
 
 
@@ -443,13 +441,16 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """True if every line passed and the file-level rules hold."""
         return not self.problems and not self.file_errors
 
     @property
     def rows_rejected(self) -> int:
+        """Lines rejected (broken JSON included)."""
         return len(self.problems)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (for ``tuneloop validate --json``)."""
         d = asdict(self)
         d["problems"] = [{"line": p.line, "reasons": list(p.reasons)} for p in self.problems]
         d["file_errors"] = list(self.file_errors)
@@ -497,10 +498,42 @@ def _tokenizer_label(f: Format) -> str:
     return getattr(f, "tokenizer_label", "exact" if f.tokens_exact else "estimate")
 
 
-def _write_lines(path: Path, lines: Iterable[str]) -> int:
+def _render_split(
+    f: Format, examples: Sequence[Example], split: str, seen: dict[str, str], system_prompt: str | None
+) -> tuple[list[Any], list[list[str] | None]]:
+    """Render one split. Returns the rows (None where rendering failed) and, per row, the reasons
+    found before validation (a duplicate id, a render error) or None. ``seen`` maps id -> split."""
+    n = len(examples)
+    pre: list[list[str] | None] = [None] * n
+    ids = [ex.id for ex in examples]
+    if seen.keys().isdisjoint(ids) and len(set(ids)) == n:  # the usual case: no duplicates
+        seen.update(dict.fromkeys(ids, split))
+    else:
+        for i, ex_id in enumerate(ids):
+            first = seen.get(ex_id)
+            if first is None:
+                seen[ex_id] = split
+            else:
+                where = "earlier in this split" if first == split else f"already in split {first!r}"
+                pre[i] = [f"id: duplicate example {where}; each example may appear once (no split leakage)"]
+    render = f.render
+    try:
+        rows: list[Any] = [render(ex, system_prompt=system_prompt) for ex in examples]
+    except Exception:  # some example does not render: do them one by one, keeping the others
+        rows = []
+        for i, ex in enumerate(examples):
+            try:
+                rows.append(render(ex, system_prompt=system_prompt))
+            except Exception as exc:
+                rows.append(None)
+                pre[i] = (pre[i] or []) + [f"render: {type(exc).__name__}: {exc}"]
+    return rows, pre
+
+
+def _write_lines(path: Path, lines: Sequence[str]) -> int:
     """Write lines (each + newline) via a temp file + rename; returns bytes written."""
     tmp = path.with_name(path.name + ".tmp")
-    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
     with tmp.open("wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
@@ -568,7 +601,7 @@ def format_dataset(
     files: dict[str, str] = {}
     input_counts: dict[str, int] = {}
     counts: dict[str, int] = {}
-    quarantined: dict[str, int] = {}
+    quarantined_by_split: dict[str, int] = {}
     tokens_by_split: dict[str, int] = {}
     sizes: dict[str, int] = {}
     max_tokens = 0
@@ -579,33 +612,14 @@ def format_dataset(
         for split in SPLITS:
             examples = list(splits.get(split, ()))
             input_counts[split] = len(examples)
-            rows: list[Any] = []
-            pre: list[list[str] | None] = []  # duplicate id / render failure, per row
-            render = f.render
-            drops_weights = not f.keeps_turn_weights
-            for ex in examples:
-                early: list[str] | None = None  # reasons found before validation
-                first = seen.get(ex.id)
-                if first is None:
-                    seen[ex.id] = split
-                else:
-                    where = "earlier in this split" if first == split else f"already in split {first!r}"
-                    early = [f"id: duplicate example {where}; each example may appear once (no split leakage)"]
-                try:
-                    row = render(ex, system_prompt=system_prompt)
-                except Exception as exc:  # a malformed Example must not take the other rows down
-                    row = None
-                    early = (early or []) + [f"render: {type(exc).__name__}: {exc}"]
-                rows.append(row)
-                pre.append(early)
-                if ex.weight != 1.0:
-                    weighted_examples += 1
-                if drops_weights:  # weight 1 is the default; anything else cannot be expressed
-                    for m in ex.messages:
-                        if m.weight is not None and m.weight != 1.0:
-                            weighted_turns += 1
+            rows, pre = _render_split(f, examples, split, seen, system_prompt)
+            weighted_examples += sum(ex.weight != 1.0 for ex in examples)
+            if not f.keeps_turn_weights:  # weight 1 is the default; anything else cannot be expressed
+                weighted_turns += sum(
+                    1 for ex in examples for m in ex.messages if m.weight is not None and m.weight != 1.0
+                )
 
-            tokens = f.count_tokens([r if r is not None else {} for r in rows])
+            tokens = f.count_tokens(rows)  # None rows (render failed) count 0
             kept: list[str] = []
             total = 0
             validate = f.validate
@@ -625,9 +639,9 @@ def format_dataset(
             sizes[split] = _write_lines(path, kept)
             files[split] = str(path)
             counts[split] = len(kept)
-            quarantined[split] = len(examples) - len(kept)
+            quarantined_by_split[split] = len(examples) - len(kept)
             tokens_by_split[split] = total
-            if counts[split] + quarantined[split] != input_counts[split]:  # pragma: no cover - invariant
+            if counts[split] + quarantined_by_split[split] != input_counts[split]:  # pragma: no cover - invariant
                 raise RuntimeError(f"{split}: rows lost while formatting; this is a tuneloop bug")
 
     qpath = out / QUARANTINE_FILE
@@ -661,7 +675,8 @@ def format_dataset(
         report_path=str(rpath),
         input_counts=input_counts,
         counts=counts,
-        quarantined=quarantined,
+        quarantined=len(quarantine_lines),
+        quarantined_by_split=quarantined_by_split,
         tokens=tokens_by_split,
         max_example_tokens=max_tokens,
         tokens_exact=f.tokens_exact,

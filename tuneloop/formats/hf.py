@@ -171,7 +171,7 @@ class HFFormat(Format):
                     if k not in _MESSAGE_KEYS:
                         reasons.append(f"messages[{i}].{k}: unknown key; a turn has only {', '.join(MESSAGE_KEYS)}")
             role = m.get("role")
-            if role not in _ROLES:
+            if type(role) is not str or role not in _ROLES:
                 if role is None:
                     reasons.append(f"messages[{i}].role: missing; use one of {_ROLE_LIST}")
                 else:

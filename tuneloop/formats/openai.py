@@ -45,6 +45,7 @@ PART_TYPES = ("text", "image_url")
 _ROW_KEYS = frozenset(ROW_KEYS)
 _MESSAGE_KEYS = frozenset(MESSAGE_KEYS)
 _ROLES = frozenset(ROLES)
+_PLAIN_ROLES = frozenset(("system", "user", "assistant"))  # roles that need no other key
 _ROLE_LIST = ", ".join(ROLES)
 
 
@@ -107,6 +108,15 @@ class OpenAIFormat(Format):
         assistants = 0
         trainable = 0
         for i, m in enumerate(msgs):
+            if type(m) is dict and len(m) == 2:  # fast path: a plain {role, content} turn that is fine
+                role = m.get("role")
+                content = m.get("content")
+                if (type(role) is str and role in _PLAIN_ROLES and type(content) is str and content
+                        and not content.isspace()):
+                    if role == "assistant":
+                        assistants += 1
+                        trainable += 1
+                    continue
             if type(m) is not dict:
                 reasons.append(f"messages[{i}]: expected an object with role and content, got {type_name(m)}")
                 continue
@@ -115,7 +125,7 @@ class OpenAIFormat(Format):
                     if k not in _MESSAGE_KEYS:
                         reasons.append(f"messages[{i}].{k}: unknown key; a turn has only {', '.join(MESSAGE_KEYS)}")
             role = m.get("role")
-            if role not in _ROLES:
+            if type(role) is not str or role not in _ROLES:
                 if role is None:
                     reasons.append(f"messages[{i}].role: missing; use one of {_ROLE_LIST}")
                 else:
@@ -175,7 +185,8 @@ class OpenAIFormat(Format):
                 n += TOKENS_PER_MESSAGE
                 role = m.get("role")
                 if type(role) is str:
-                    n += count(role)
+                    t = cache_get(role)
+                    n += t if t is not None else count(role)
                 content = m.get("content")
                 if type(content) is str:  # the hot path: cache inlined
                     t = cache_get(content)

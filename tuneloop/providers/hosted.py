@@ -34,8 +34,8 @@ from tuneloop.providers.base import JobCancelled, PreflightError, ProviderError
 T = TypeVar("T")
 Log = Callable[[str], None]
 
-# HTTP statuses worth retrying: timeout, rate limit, server errors.
-RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+# HTTP statuses worth retrying: timeout, rate limit, server errors, Anthropic's "overloaded" (529).
+RETRY_STATUSES = (408, 429, 500, 502, 503, 504, 529)
 # Prediction stops at once on these: every other request would fail the same way.
 FATAL_PREDICT_STATUSES = (401, 403, 404)
 # Exception class names (anywhere in the MRO) that mean "the connection failed", across SDKs.
@@ -65,7 +65,8 @@ class RequestCapReached(ProviderError):
 # -- retry ---------------------------------------------------------------------------------------
 
 
-def _number(name: str, value: Any, lo: float, hi: float | None = None, *, integer: bool = False) -> None:
+def check_number(name: str, value: Any, lo: float, hi: float | None = None, *, integer: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a number (an integer if asked) in ``[lo, hi]``."""
     ok = not isinstance(value, bool) and isinstance(value, int if integer else int | float)
     if not ok or value < lo or (hi is not None and value > hi):
         kind = "an integer" if integer else "a number"
@@ -94,12 +95,12 @@ class RetryPolicy:
     max_retry_after_s: float = 600.0
 
     def __post_init__(self) -> None:
-        _number("attempts", self.attempts, 1, 100, integer=True)
-        _number("initial_s", self.initial_s, 0)
-        _number("max_s", self.max_s, self.initial_s)
-        _number("multiplier", self.multiplier, 1)
-        _number("jitter", self.jitter, 0, 1)
-        _number("max_retry_after_s", self.max_retry_after_s, 0)
+        check_number("attempts", self.attempts, 1, 100, integer=True)
+        check_number("initial_s", self.initial_s, 0)
+        check_number("max_s", self.max_s, self.initial_s)
+        check_number("multiplier", self.multiplier, 1)
+        check_number("jitter", self.jitter, 0, 1)
+        check_number("max_retry_after_s", self.max_retry_after_s, 0)
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """The delay before retry number ``retry`` (1-based): exponential, capped, jittered."""
@@ -192,6 +193,22 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _cancellation_in(exc: BaseException) -> JobCancelled | None:
+    """A JobCancelled an SDK wrapped (botocore's HTTPClientError keeps it in ``kwargs['error']``)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, JobCancelled):
+            return e
+        inner = getattr(e, "kwargs", None)
+        todo += [e.__cause__, e.__context__, inner.get("error") if isinstance(inner, Mapping) else None]
+    return None
+
+
 def classify(exc: BaseException) -> Failure:
     """Whether ``exc`` is worth retrying, with its HTTP status and the server's Retry-After."""
     status = _status(exc)
@@ -227,8 +244,11 @@ def call(
             (e.g. a create whose 5xx hid a success: look the object up by its idempotency key).
 
     Raises:
-        ProviderError: a non-retryable error, or retries exhausted; the message names ``what``,
-            the HTTP status and the provider's message. JobCancelled passes through unchanged.
+        ProviderError: an API error that is not worth retrying, or retries exhausted; the message
+            names ``what``, the HTTP status and the provider's message.
+        DeadlineExceeded: no time left before ``deadline`` for the next retry.
+        JobCancelled: the task was cancelled during the call (also when an SDK wrapped it).
+        Exception: anything that is not an API answer (bad arguments, missing credentials), as is.
     """
     rng = rng or random.Random()
     for attempt in range(1, policy.attempts + 1):
@@ -237,6 +257,9 @@ def call(
         except (JobCancelled, ProviderError):
             raise
         except Exception as exc:
+            cancelled = _cancellation_in(exc)
+            if cancelled is not None:  # the task was cancelled mid-request and the SDK wrapped it
+                raise cancelled from exc
             failure = classify(exc)
             if not failure.retryable and failure.status is None:
                 raise  # not an API answer (bad arguments, missing credentials): as it is
@@ -289,10 +312,10 @@ class PollPolicy:
     jitter: float = 0.2
 
     def __post_init__(self) -> None:
-        _number("poll_initial_s", self.initial_s, 0)
-        _number("poll_max_s", self.max_s, self.initial_s)
-        _number("poll_multiplier", self.multiplier, 1)
-        _number("poll_jitter", self.jitter, 0, 1)
+        check_number("poll_initial_s", self.initial_s, 0)
+        check_number("poll_max_s", self.max_s, self.initial_s)
+        check_number("poll_multiplier", self.multiplier, 1)
+        check_number("poll_jitter", self.jitter, 0, 1)
 
 
 class Poller:
@@ -382,9 +405,9 @@ class PredictPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
-        _number("concurrency", self.concurrency, 1, 256, integer=True)
-        _number("max_requests", self.max_requests, 1, integer=True)
-        _number("max_output_tokens", self.max_output_tokens, 1, integer=True)
+        check_number("concurrency", self.concurrency, 1, 256, integer=True)
+        check_number("max_requests", self.max_requests, 1, integer=True)
+        check_number("max_output_tokens", self.max_output_tokens, 1, integer=True)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> PredictPolicy:
@@ -408,9 +431,11 @@ class RequestCounter:
 
     @property
     def remaining(self) -> int:
+        """Requests still allowed."""
         return self.cap - self.sent
 
     def take(self) -> None:
+        """Count one request; raise RequestCapReached when the cap is spent."""
         with self._lock:
             if self.sent >= self.cap:
                 raise RequestCapReached(
@@ -516,6 +541,13 @@ def prompt_messages(example: Example) -> list[dict[str, str]]:
 
 # -- config --------------------------------------------------------------------------------------
 
+# Settings that say how to run, not what to train: leaving them out of the job key (see the report)
+# lets a rerun with a new budget or poll interval adopt the job it already paid for.
+NOT_IN_JOB_KEY = (
+    "budget_usd", "allow_unpriced", "catalog", "deadline_s", "cancel_on_deadline",
+    "poll_initial_s", "poll_max_s", "retry_attempts", "retry_initial_s", "retry_max_s",
+)
+
 
 @dataclass(frozen=True)
 class HostedConfig:
@@ -546,13 +578,13 @@ class HostedConfig:
 
     def __post_init__(self) -> None:
         if self.budget_usd is not None:
-            _number("budget_usd", self.budget_usd, 0)
+            check_number("budget_usd", self.budget_usd, 0)
         for name in ("allow_unpriced", "cancel_on_deadline"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if not isinstance(self.catalog, str):
             raise ValueError(f"catalog={self.catalog!r} must be a path to a catalog YAML, or empty")
-        _number("deadline_s", self.deadline_s, 0)
+        check_number("deadline_s", self.deadline_s, 0)
         self.poll_policy()  # validates the poll fields
         self.retry_policy()
 
@@ -605,8 +637,11 @@ def check_model(
     platform: str | None = None,
     kind: str = "fine-tune",
     today: dt.date | None = None,
+    hint: str = "",
 ):
     """The catalog entry of ``base_model``, refused if unknown, retired, not tunable or the wrong kind.
+
+    ``hint`` is appended to a refusal (e.g. another method that still works).
 
     Raises:
         PreflightError: naming the model, what is wrong and the models that would work.
@@ -632,7 +667,7 @@ def check_model(
         raise PreflightError(
             f"base_model={info.name!r} reached its end of life on {info.end_of_life.isoformat()} "
             f"(today is {today.isoformat()}); {provider} no longer tunes or serves it. Set base_model to a "
-            f"current model: {alternatives or 'none listed — add one to the catalog'}"
+            f"current model: {alternatives or 'none listed — add one to the catalog'}{hint}"
         )
     if platform is not None and info.platform != platform:
         raise PreflightError(
@@ -640,7 +675,7 @@ def check_model(
         )
     if kind == "fine-tune" and (not info.tunable or info.kind != "fine-tune"):
         raise PreflightError(
-            f"base_model={info.name!r} cannot be fine-tuned ({info.kind}); pick a tunable model: {usable()}"
+            f"base_model={info.name!r} cannot be fine-tuned ({info.kind}); pick a tunable model: {usable()}{hint}"
         )
     if kind != "fine-tune" and info.kind != kind:
         raise PreflightError(f"base_model={info.name!r} is a {info.kind} model, not {kind}; pick one of {usable()}")

@@ -114,6 +114,7 @@ class OpenAIProvider(Provider):
     Args:
         base_url: API endpoint (default: ``OPENAI_BASE_URL``, else api.openai.com).
         organization / project: optional OpenAI org and project ids (not secrets).
+        output_dir: the task's model directory (accepted like every provider's; the model lives remotely).
         predict: :class:`~tuneloop.providers.hosted.PredictPolicy` fields for evaluation.
         log: where progress lines go (default print: the task's log).
         sleep: the sleep function between polls and retries.
@@ -126,6 +127,7 @@ class OpenAIProvider(Provider):
         base_url: str | None = None,
         organization: str | None = None,
         project: str | None = None,
+        output_dir: str | None = None,
         predict: Mapping[str, Any] | hosted.PredictPolicy | None = None,
         log=print,
         sleep=None,
@@ -137,6 +139,7 @@ class OpenAIProvider(Provider):
         self.project = project
         self.predict_policy = predict if isinstance(predict, hosted.PredictPolicy) else hosted.PredictPolicy.from_options(predict)
         self.counter = hosted.RequestCounter(self.predict_policy.max_requests)
+        self.output_dir = output_dir or None
         self.log = log
         self.sleep = sleep or time.sleep
         self.last_predict: hosted.PredictStats | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -20,8 +21,10 @@ def _group() -> None:
 
 @npz_app.command("validate")
 def validate(
-    path: Path = typer.Argument(..., help="An .npz export, a folder of them, or a combined training-set directory."),
-    as_json: bool = typer.Option(False, "--json", help="Print {file: [reasons]} as JSON."),
+    path: Annotated[
+        Path, typer.Argument(help="An .npz export, a folder of them, or a combined training-set directory.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print {file: [reasons]} as JSON.")] = False,
 ) -> None:
     """Validate self-play data; exit 1 when any file is invalid, printing each file's reasons."""
     from tuneloop.selfplay import npz

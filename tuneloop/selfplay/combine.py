@@ -18,6 +18,7 @@ latest valid export alone (as the original pipeline does) and says so in its rep
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -27,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from tuneloop.selfplay import npz
+
+log = logging.getLogger(__name__)
 
 
 class CombineError(RuntimeError):
@@ -57,7 +60,9 @@ class CombineConfig:
 
     def __post_init__(self) -> None:
         if not self.freshness_half_life > 0:
-            raise ValueError(f"freshness_half_life: {self.freshness_half_life} must be > 0 (generations; try 2)")
+            raise ValueError(
+                f"freshness_half_life: {self.freshness_half_life} must be > 0 (generations; try 2)"
+            )
         for name in ("truncated_weight", "draw_weight", "min_weight"):
             v = getattr(self, name)
             if not (v >= 0 and np.isfinite(v)):
@@ -119,7 +124,9 @@ def latest_export(paths: Sequence[str]) -> tuple[str, npz.PositionSet]:
     return best.path, best.positions
 
 
-def combine_exports(paths: Sequence[str], out_dir: str | os.PathLike, config: CombineConfig = CombineConfig()) -> dict[str, Any]:
+def combine_exports(
+    paths: Sequence[str], out_dir: str | os.PathLike, config: CombineConfig = CombineConfig()
+) -> dict[str, Any]:
     """Merge the exports at ``paths`` into the training-set directory ``out_dir``.
 
     Returns:
@@ -204,7 +211,9 @@ def combine_exports(paths: Sequence[str], out_dir: str | os.PathLike, config: Co
     )
     w = merged.weights().astype(np.float64)
     if w.sum() <= 0:
-        raise CombineError("every kept position has weight 0; raise truncated_weight/draw_weight/source_weights")
+        raise CombineError(
+            "every kept position has weight 0; raise truncated_weight/draw_weight/source_weights"
+        )
     merged = replace(merged, sample_weights=(w / w.mean()).astype(np.float32))
     report = {
         "board_config": merged.board_config,
@@ -243,12 +252,20 @@ def combine_or_fallback(
             raise CombineError(
                 f"{reason}, but the latest export is {ps.board_config!r}, not {config.board_config!r}"
             ) from exc
+        log.warning("%s: %s", reason, path)
         report = {
             "board_config": ps.board_config,
             "num_positions": ps.num_positions,
             "num_games": ps.num_games,
             "generation": _generation(ps),
-            "sources": [{"path": path, "sha256": _sha256(path), "positions": ps.num_positions, "kept": ps.num_positions}],
+            "sources": [
+                {
+                    "path": path,
+                    "sha256": _sha256(path),
+                    "positions": ps.num_positions,
+                    "kept": ps.num_positions,
+                }
+            ],
             "fallback": True,
             "fallback_reason": reason,
             "fallback_source": path,

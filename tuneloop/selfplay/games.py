@@ -74,7 +74,9 @@ def board_config(name: str) -> BoardConfig:
     try:
         return BOARD_CONFIGS[name]
     except KeyError as exc:
-        raise ValueError(f"config_name: {name!r} is not a board config; use one of {sorted(BOARD_CONFIGS)}") from exc
+        raise ValueError(
+            f"config_name: {name!r} is not a board config; use one of {sorted(BOARD_CONFIGS)}"
+        ) from exc
 
 
 # maedn observation layout (OpenSpiel maedn.cc): 4 seats x 56 fields (40 track + 16 goal), then the
@@ -105,13 +107,16 @@ class GameAdapter:
 
     # -- state helpers ------------------------------------------------------------------------
     def new_state(self) -> Any:
+        """A fresh OpenSpiel state at the start of the game."""
         return self.game.new_initial_state()
 
     @staticmethod
     def to_move(state: Any) -> int:
+        """The seat to move (OpenSpiel's ``current_player``)."""
         return int(state.current_player())
 
     def legal_mask(self, state: Any) -> np.ndarray:
+        """Boolean ``(policy_size,)`` mask of the legal actions."""
         mask = np.zeros(self.policy_size, dtype=bool)
         mask[state.legal_actions()] = True
         return mask
@@ -183,7 +188,7 @@ def absolute(values_rel: np.ndarray, player: int, num_players: int) -> np.ndarra
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_game(name: str) -> GameAdapter:
     """The (cached) :class:`GameAdapter` for board config ``name``."""
     return GameAdapter(board_config(name))

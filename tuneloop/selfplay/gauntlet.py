@@ -20,9 +20,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from tuneloop.selfplay.games import GameAdapter, load_game
-from tuneloop.selfplay.mcts import Evaluator, PuctConfig, RolloutConfig, RolloutSearch, choose_move, puct_search
+from tuneloop.selfplay.mcts import (
+    Evaluator,
+    PuctConfig,
+    RolloutConfig,
+    RolloutSearch,
+    choose_move,
+    puct_search,
+)
 
 RANDOM, HEURISTIC, PREVIOUS_BEST, CANDIDATE = "random", "heuristic", "previous_best", "candidate"
+# The original system's promotion bars (PromotionThresholds' defaults, and the SPRT targets here).
+MIN_VS_RANDOM, MIN_VS_HEURISTIC, MIN_VS_BEST = 0.85, 0.60, 0.45
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class GauntletConfig:
     candidate_simulations: int = 32
     heuristic_simulations: int = 50
     heuristic_uct_c: float = 2.0
-    targets: tuple[float, float, float] = (0.85, 0.60, 0.45)
+    targets: tuple[float, float, float] = (MIN_VS_RANDOM, MIN_VS_HEURISTIC, MIN_VS_BEST)
     sprt_delta: float = 0.05
     sprt_alpha: float = 0.05
     sprt_beta: float = 0.05
@@ -73,7 +82,9 @@ class GauntletConfig:
         if self.candidate_simulations < 0 or self.heuristic_simulations < 1:
             raise ValueError("candidate_simulations must be >= 0 and heuristic_simulations >= 1")
         if len(self.targets) != 3 or not all(0 < t < 1 for t in self.targets):
-            raise ValueError(f"targets: {self.targets} must be three scores in (0, 1): random, heuristic, best")
+            raise ValueError(
+                f"targets: {self.targets} must be three scores in (0, 1): random, heuristic, best"
+            )
         if not 0 < self.sprt_delta < 0.5:
             raise ValueError(f"sprt_delta: {self.sprt_delta} must lie in (0, 0.5)")
         if not (0 < self.sprt_alpha < 0.5 and 0 < self.sprt_beta < 0.5):
@@ -81,9 +92,13 @@ class GauntletConfig:
 
 
 class Player(Protocol):
+    """What the gauntlet needs from a player: a name and batched move choice."""
+
     name: str
 
-    def act(self, states: Sequence[Any], moves: Sequence[int], rngs: Sequence[np.random.Generator]) -> list[int]:
+    def act(
+        self, states: Sequence[Any], moves: Sequence[int], rngs: Sequence[np.random.Generator]
+    ) -> list[int]:
         """One action per state (all decision nodes where this player is to move)."""
 
 
@@ -105,7 +120,9 @@ class RolloutPlayer:
         self.search = RolloutSearch(adapter, RolloutConfig(simulations=simulations, uct_c=uct_c), seed)
 
     def act(self, states, moves, rngs):
-        return [choose_move(self.search.visit_counts(s), 0.0, rng) for s, rng in zip(states, rngs, strict=True)]
+        return [
+            choose_move(self.search.visit_counts(s), 0.0, rng) for s, rng in zip(states, rngs, strict=True)
+        ]
 
 
 class NetPlayer:
@@ -153,7 +170,9 @@ def wilson(score: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def sprt(wins: float, losses: float, target: float, delta: float, alpha: float, beta: float) -> tuple[float, str]:
+def sprt(
+    wins: float, losses: float, target: float, delta: float, alpha: float, beta: float
+) -> tuple[float, str]:
     """Log-likelihood ratio of H1 (p = target + delta) vs H0 (p = target - delta) and the verdict.
 
     Draws count as half a win and half a loss. Verdict: ``above`` (accept H1), ``below`` (accept H0)
@@ -222,7 +241,9 @@ def _play_wave(
                 states[i].apply_action(states[i].legal_actions()[0])
                 moves[i] += 1
             if choose:
-                actions = player.act([states[i] for i in choose], [moves[i] for i in choose], [rngs[i] for i in choose])
+                actions = player.act(
+                    [states[i] for i in choose], [moves[i] for i in choose], [rngs[i] for i in choose]
+                )
                 for i, a in zip(choose, actions, strict=True):
                     states[i].apply_action(int(a))
                     moves[i] += 1
@@ -238,7 +259,12 @@ def _play_wave(
 
 
 def play_pairing(
-    adapter: GameAdapter, candidate: Player, opponent: Player, target: float, config: GauntletConfig, seed: int
+    adapter: GameAdapter,
+    candidate: Player,
+    opponent: Player,
+    target: float,
+    config: GauntletConfig,
+    seed: int,
 ) -> dict[str, Any]:
     """Play candidate vs opponent with seat rotation and SPRT early stopping; returns the tally."""
     limit = config.max_moves or adapter.max_game_length
@@ -249,7 +275,9 @@ def play_pairing(
         idx = list(range(start, min(config.games, start + config.wave)))
         scores.extend(_play_wave(adapter, candidate, opponent, idx, limit, seed, config.opening_plies))
         wins = float(sum(scores))
-        llr, verdict = sprt(wins, len(scores) - wins, target, config.sprt_delta, config.sprt_alpha, config.sprt_beta)
+        llr, verdict = sprt(
+            wins, len(scores) - wins, target, config.sprt_delta, config.sprt_alpha, config.sprt_beta
+        )
         if len(scores) >= config.min_games and verdict != "undecided":
             break
     arr = np.asarray(scores)
@@ -308,11 +336,19 @@ def run_gauntlet(
     cand = NetPlayer(CANDIDATE, adapter, candidate, config.candidate_simulations, config.seed)
     opponents: list[tuple[Player, float]] = [
         (RandomPlayer(), config.targets[0]),
-        (RolloutPlayer(adapter, config.heuristic_simulations, config.heuristic_uct_c, config.seed + 1), config.targets[1]),
+        (
+            RolloutPlayer(adapter, config.heuristic_simulations, config.heuristic_uct_c, config.seed + 1),
+            config.targets[1],
+        ),
     ]
     if previous_best is not None:
         opponents.append(
-            (NetPlayer(PREVIOUS_BEST, adapter, previous_best, config.candidate_simulations, config.seed + 2), config.targets[2])
+            (
+                NetPlayer(
+                    PREVIOUS_BEST, adapter, previous_best, config.candidate_simulations, config.seed + 2
+                ),
+                config.targets[2],
+            )
         )
     pairings = {}
     for k, (opp, target) in enumerate(opponents):

@@ -156,12 +156,15 @@ class Batches:
         }
 
     def epoch(self, batch_size: int, rng: np.random.Generator):
+        """One shuffled pass over ``rows`` in full batches (one short batch when rows < batch_size)."""
         order = rng.permutation(self.rows)
         for i in range(0, order.size - batch_size + 1 if order.size >= batch_size else 1, batch_size):
             yield self.gather(order[i : i + batch_size])
 
 
-def losses(net: PolicyValueNet, batch: dict[str, torch.Tensor], config: TrainConfig) -> dict[str, torch.Tensor]:
+def losses(
+    net: PolicyValueNet, batch: dict[str, torch.Tensor], config: TrainConfig
+) -> dict[str, torch.Tensor]:
     """Weighted policy CE, value MSE, multi-player value MSE and their total for one batch."""
     logits, v, vmp = net(batch["planes"], batch["globals"])
     logp = F.log_softmax(logits, dim=1)
@@ -178,7 +181,9 @@ def losses(net: PolicyValueNet, batch: dict[str, torch.Tensor], config: TrainCon
     return {"loss": total, "policy_ce": policy, "value_mse": value, "value_mp_mse": value_mp}
 
 
-def evaluate(net: PolicyValueNet, batches: Batches, config: TrainConfig, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(
+    net: PolicyValueNet, batches: Batches, config: TrainConfig, batch_size: int = 1024
+) -> dict[str, float]:
     """Weighted mean losses over all of ``batches.rows`` (eval mode, no grad)."""
     if batches.rows.size == 0:
         return {}
@@ -198,6 +203,7 @@ def evaluate(net: PolicyValueNet, batches: Batches, config: TrainConfig, batch_s
 
 
 def net_config_for(data: npz.PositionSet, config: TrainConfig) -> NetConfig:
+    """The net shape for this data (planes, globals, policy size) and the config's blocks x channels."""
     _, c, h, w = data.features.shape
     return NetConfig(
         in_channels=int(c),
@@ -255,7 +261,9 @@ def train(
                 f"{data.board_config!r}; resume only on the same board config"
             )
         net.load_state_dict(payload["model"])
-        if "optimizer" in payload and payload.get("train_config", {}).get("same_run_key") == _run_key(combined_dir, config):
+        if "optimizer" in payload and payload.get("train_config", {}).get("same_run_key") == _run_key(
+            combined_dir, config
+        ):
             opt.load_state_dict(payload["optimizer"])
             start_step = int(payload["step"])
         resumed = str(resume_from)
@@ -265,6 +273,7 @@ def train(
 
     def lr_at(s: int) -> float:  # cosine decay to 10% of lr over the run
         return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps)))))
+
     train_batches = Batches(data, train_rows, device)
     val_batches = Batches(data, val_rows, device)
     rng = np.random.default_rng([config.seed, start_step])
@@ -279,7 +288,7 @@ def train(
     net.train()
     step, first_loss, history = start_step, None, []
     data_time = compute_time = 0.0
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     samples = 0
     while step < total_steps:
         it = train_batches.epoch(batch_size, rng)
@@ -309,8 +318,15 @@ def train(
             if config.eval_every and step % config.eval_every == 0 and val_rows.size:
                 evaluate(net, val_batches, config)
             if config.checkpoint_every and step % config.checkpoint_every == 0:
-                save_checkpoint(out_model_dir, net, board_config=data.board_config, step=step, optimizer=opt, info=ckpt_info)
-    elapsed = time.perf_counter() - t_start
+                save_checkpoint(
+                    out_model_dir,
+                    net,
+                    board_config=data.board_config,
+                    step=step,
+                    optimizer=opt,
+                    info=ckpt_info,
+                )
+    elapsed, cpu = time.perf_counter() - t_start, time.process_time() - cpu_start
     val = evaluate(net, val_batches, config)
     tail = history[-max(1, len(history) // 10) :] if history else [float("nan")]
     metrics = {
@@ -327,13 +343,19 @@ def train(
         "final_train_loss": float(np.mean(tail)),
         "val": val,
         "samples_per_s": samples / elapsed if elapsed > 0 else None,
+        "samples_per_cpu_s": samples / cpu if cpu > 0 else None,  # steadier than wall time on shared cores
         "data_fraction": data_time / max(1e-9, data_time + compute_time),
         "device": str(device),
         "threads": threads,
         "generation": ckpt_info["generation"],
     }
     save_checkpoint(
-        out_model_dir, net, board_config=data.board_config, step=step, optimizer=opt, info={**ckpt_info, "metrics": metrics}
+        out_model_dir,
+        net,
+        board_config=data.board_config,
+        step=step,
+        optimizer=opt,
+        info={**ckpt_info, "metrics": metrics},
     )
     return metrics
 
@@ -342,7 +364,11 @@ def _run_key(combined_dir: str | os.PathLike, config: TrainConfig) -> str:
     """Identity of a run: resuming restores optimizer and step only for the same data and settings."""
     info = npz.read_dir_info(combined_dir)
     sources = [s.get("sha256") for s in info.get("combine", {}).get("sources", [])]
-    cfg = {k: v for k, v in asdict(config).items() if k not in ("threads", "device", "eval_every", "checkpoint_every")}
+    cfg = {
+        k: v
+        for k, v in asdict(config).items()
+        if k not in ("threads", "device", "eval_every", "checkpoint_every")
+    }
     blob = json.dumps({"sources": sources, "n": info.get("num_positions"), "cfg": cfg}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -62,7 +62,14 @@ class RolloutSearch:
         self.config = config
         evaluator = pyspiel.RandomRolloutEvaluator(config.rollouts, seed)
         self._bot = pyspiel.MCTSBot(
-            adapter.game, evaluator, config.uct_c, config.simulations, config.max_memory_mb, False, seed, False
+            adapter.game,
+            evaluator,
+            config.uct_c,
+            config.simulations,
+            config.max_memory_mb,
+            False,
+            seed,
+            False,
         )
         self._evaluator = evaluator  # keep alive: the bot holds a reference only in C++
 
@@ -107,7 +114,19 @@ class PuctConfig:
 class _Node:
     """A search node holding its state. Decision nodes have per-action statistics."""
 
-    __slots__ = ("state", "player", "chance", "actions", "priors", "n", "w", "children", "outcomes", "probs", "terminal")
+    __slots__ = (
+        "state",
+        "player",
+        "chance",
+        "actions",
+        "priors",
+        "n",
+        "w",
+        "children",
+        "outcomes",
+        "probs",
+        "terminal",
+    )
 
     def __init__(self, state: Any):
         self.state = state
@@ -227,7 +246,9 @@ def puct_search(
             leaf_moves.append(mv + depth)
         pending = [i for i, v in enumerate(leaf_values) if v is None]
         if pending:
-            values = _evaluate_nodes(adapter, [leaves[i] for i in pending], [leaf_moves[i] for i in pending], evaluate)
+            values = _evaluate_nodes(
+                adapter, [leaves[i] for i in pending], [leaf_moves[i] for i in pending], evaluate
+            )
             for i, v in zip(pending, values, strict=True):
                 leaf_values[i] = v
         for path, value in zip(paths, leaf_values, strict=True):
@@ -242,7 +263,9 @@ def puct_search(
     return out
 
 
-def _evaluate_nodes(adapter: GameAdapter, nodes: Sequence[_Node], moves: Sequence[int], evaluate: Evaluator) -> list[np.ndarray]:
+def _evaluate_nodes(
+    adapter: GameAdapter, nodes: Sequence[_Node], moves: Sequence[int], evaluate: Evaluator
+) -> list[np.ndarray]:
     """Expand ``nodes`` with the net's priors; returns each node's absolute seat values."""
     planes = np.empty((len(nodes), *adapter.planes_shape), dtype=np.uint8)
     globs = np.empty((len(nodes), adapter.num_globals), dtype=np.float32)

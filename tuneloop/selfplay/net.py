@@ -55,7 +55,15 @@ class NetConfig:
     max_players: int = npz.MAX_PLAYERS
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "height", "width", "policy_size", "channels", "value_hidden", "max_players"):
+        for name in (
+            "in_channels",
+            "height",
+            "width",
+            "policy_size",
+            "channels",
+            "value_hidden",
+            "max_players",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"NetConfig.{name}: {getattr(self, name)} must be >= 1")
         if self.blocks < 0:
@@ -98,7 +106,9 @@ class PolicyValueNet(nn.Module):
         self.value_out = nn.Linear(config.value_hidden, 1)
         self.value_mp_out = nn.Linear(config.value_hidden, config.max_players)
 
-    def forward(self, planes: torch.Tensor, globals_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, planes: torch.Tensor, globals_: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.stem(planes)
         if self.globals_proj is not None:
             x = x + self.globals_proj(globals_)[:, :, None, None]
@@ -179,7 +189,9 @@ def read_checkpoint(model_dir: str | os.PathLike, device: torch.device | str = "
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError as exc:
-        raise ValueError(f"model_dir: {model_dir} has no {CHECKPOINT_FILE}; pass a directory written by train") from exc
+        raise ValueError(
+            f"model_dir: {model_dir} has no {CHECKPOINT_FILE}; pass a directory written by train"
+        ) from exc
     except Exception as exc:  # a corrupt or foreign file
         raise ValueError(f"model_dir: {path} is not a readable checkpoint ({exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -209,14 +221,15 @@ class NetEvaluator:
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike, num_players: int, device: str = "auto") -> NetEvaluator:
+        """Load the net in ``model_dir`` for a game of ``num_players``."""
         net, _ = load_model(model_dir, device)
         return cls(net, num_players)
 
     def __call__(self, planes: np.ndarray, globals_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(logits (B, A), values (B, 4))``; values are in player-to-move seat order."""
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(planes)).to(self.device, torch.float32)
-            g = torch.from_numpy(np.ascontiguousarray(globals_)).to(self.device, torch.float32)
+            x = torch.from_numpy(np.require(planes, requirements=["C", "W"])).to(self.device, torch.float32)
+            g = torch.from_numpy(np.require(globals_, requirements=["C", "W"])).to(self.device, torch.float32)
             logits, v, vmp = self.net(x, g)
         logits_np = logits.float().cpu().numpy()
         if self.num_players == 2:

@@ -121,7 +121,9 @@ class SchemaError(ValueError):
     def __init__(self, source: str, reasons: Sequence[str]):
         self.source = source
         self.reasons = list(reasons)
-        super().__init__(f"{source}: not a valid self-play export (schema v{SCHEMA_VERSION}): " + "; ".join(reasons))
+        super().__init__(
+            f"{source}: not a valid self-play export (schema v{SCHEMA_VERSION}): " + "; ".join(reasons)
+        )
 
 
 @dataclass(frozen=True)
@@ -152,10 +154,12 @@ class PositionSet:
     # -- views -------------------------------------------------------------------------------------
     @property
     def num_positions(self) -> int:
+        """N, the number of positions."""
         return int(self.features.shape[0])
 
     @property
     def num_games(self) -> int:
+        """Distinct ``game_ids``."""
         return int(np.unique(self.game_ids).size)
 
     def policy_row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -353,7 +357,9 @@ def validate_arrays(arrays: Mapping[str, np.ndarray]) -> list[str]:
     try:
         policy_size = _scalar(arrays, META_POLICY_SIZE)
         if not isinstance(policy_size, int) or policy_size < 1:
-            reasons.append(f"{META_POLICY_SIZE}: {policy_size!r} must be a positive integer (distinct actions)")
+            reasons.append(
+                f"{META_POLICY_SIZE}: {policy_size!r} must be a positive integer (distinct actions)"
+            )
             policy_size = None
     except ValueError as exc:
         reasons.append(str(exc))
@@ -388,10 +394,14 @@ def validate_arrays(arrays: Mapping[str, np.ndarray]) -> list[str]:
             want = "(N, G)" if key == GLOBALS else "(N, 4)" if key == VALUES_MP else "(N,)"
             reasons.append(f"{key}: shape {a.shape} must be {want} with N = {n} (the number of feature rows)")
     if np.asarray(arrays[VALUES_MP]).ndim == 2 and np.asarray(arrays[VALUES_MP]).shape[1] != MAX_PLAYERS:
-        reasons.append(f"{VALUES_MP}: {np.asarray(arrays[VALUES_MP]).shape[1]} seats, must be {MAX_PLAYERS} (pad with 0)")
+        reasons.append(
+            f"{VALUES_MP}: {np.asarray(arrays[VALUES_MP]).shape[1]} seats, must be {MAX_PLAYERS} (pad with 0)"
+        )
     idx, vals, offs = (np.asarray(arrays[k]) for k in (POLICY_INDICES, POLICY_VALUES, POLICY_OFFSETS))
     if idx.ndim != 1 or vals.ndim != 1 or idx.shape != vals.shape:
-        reasons.append(f"{POLICY_INDICES} {idx.shape} and {POLICY_VALUES} {vals.shape} must be 1-D and the same length")
+        reasons.append(
+            f"{POLICY_INDICES} {idx.shape} and {POLICY_VALUES} {vals.shape} must be 1-D and the same length"
+        )
     if offs.ndim != 1 or offs.shape[0] != n + 1:
         reasons.append(f"{POLICY_OFFSETS}: shape {offs.shape} must be (N + 1,) = ({n + 1},)")
     if reasons:
@@ -411,10 +421,14 @@ def validate_arrays(arrays: Mapping[str, np.ndarray]) -> list[str]:
         offsets_ok = False
     steps = np.diff(offs)
     if np.any(steps < 0):
-        reasons.append(f"{POLICY_OFFSETS}: decreasing at row {int(np.argmax(steps < 0))}; offsets must not decrease")
+        reasons.append(
+            f"{POLICY_OFFSETS}: decreasing at row {int(np.argmax(steps < 0))}; offsets must not decrease"
+        )
         offsets_ok = False
     elif np.any(steps == 0):
-        reasons.append(f"{POLICY_OFFSETS}: row {int(np.argmax(steps == 0))} has an empty policy; every position needs one")
+        reasons.append(
+            f"{POLICY_OFFSETS}: row {int(np.argmax(steps == 0))} has an empty policy; every position needs one"
+        )
         offsets_ok = False
     if offs[-1] != idx.shape[0]:
         reasons.append(
@@ -424,14 +438,18 @@ def validate_arrays(arrays: Mapping[str, np.ndarray]) -> list[str]:
 
     # -- ranges
     if policy_size is not None and idx.size and (idx.min() < 0 or idx.max() >= policy_size):
-        reasons.append(f"{POLICY_INDICES}: ids must lie in [0, {policy_size}), found [{int(idx.min())}, {int(idx.max())}]")
+        reasons.append(
+            f"{POLICY_INDICES}: ids must lie in [0, {policy_size}), found [{int(idx.min())}, {int(idx.max())}]"
+        )
     elif offsets_ok and policy_size is not None and idx.size:
         rows = np.repeat(np.arange(n, dtype=np.int64), steps)
         if np.unique(rows * policy_size + idx).size != idx.size:
             reasons.append(f"{POLICY_INDICES}: an action id repeats within a row; merge duplicates first")
     finite_vals = vals[np.isfinite(vals)]
     if finite_vals.size and (finite_vals.min() < 0 or finite_vals.max() > 1 + POLICY_SUM_TOLERANCE):
-        reasons.append(f"{POLICY_VALUES}: probabilities must lie in [0, 1], found [{finite_vals.min():.4g}, {finite_vals.max():.4g}]")
+        reasons.append(
+            f"{POLICY_VALUES}: probabilities must lie in [0, 1], found [{finite_vals.min():.4g}, {finite_vals.max():.4g}]"
+        )
     if offsets_ok and np.all(np.isfinite(vals)):
         sums = np.add.reduceat(vals.astype(np.float64), offs[:-1])
         bad = np.flatnonzero(np.abs(sums - 1.0) > POLICY_SUM_TOLERANCE)
@@ -446,16 +464,22 @@ def validate_arrays(arrays: Mapping[str, np.ndarray]) -> list[str]:
             reasons.append(f"{key}: outcomes must lie in [-1, 1], found [{fin.min():.4g}, {fin.max():.4g}]")
     players = np.asarray(arrays[NUM_PLAYERS])
     if players.min() < 1 or players.max() > MAX_PLAYERS:
-        reasons.append(f"{NUM_PLAYERS}: must lie in [1, {MAX_PLAYERS}], found [{players.min()}, {players.max()}]")
+        reasons.append(
+            f"{NUM_PLAYERS}: must lie in [1, {MAX_PLAYERS}], found [{players.min()}, {players.max()}]"
+        )
     current = np.asarray(arrays[CURRENT_PLAYER])
     if np.any(current >= players):
-        reasons.append(f"{CURRENT_PLAYER}: row {int(np.argmax(current >= players))} names a seat >= num_players")
+        reasons.append(
+            f"{CURRENT_PLAYER}: row {int(np.argmax(current >= players))} names a seat >= num_players"
+        )
     phases = np.asarray(arrays[PHASES_KEY])
     if phases.max() >= len(PHASES):
         reasons.append(f"{PHASES_KEY}: code {int(phases.max())} is unknown; codes index {list(PHASES)}")
     victory = np.asarray(arrays[VICTORY_TYPES_KEY])
     if victory.max() >= len(VICTORY_TYPES):
-        reasons.append(f"{VICTORY_TYPES_KEY}: code {int(victory.max())} is unknown; codes index {list(VICTORY_TYPES)}")
+        reasons.append(
+            f"{VICTORY_TYPES_KEY}: code {int(victory.max())} is unknown; codes index {list(VICTORY_TYPES)}"
+        )
     moves, totals = np.asarray(arrays[MOVE_NUMBERS]), np.asarray(arrays[TOTAL_GAME_MOVES])
     if moves.min() < 0 or np.any(moves >= totals):
         reasons.append(f"{MOVE_NUMBERS}: must satisfy 0 <= move_numbers < total_game_moves")
@@ -527,7 +551,9 @@ def validate_path(path: str | os.PathLike) -> dict[str, list[str]]:
     return {str(p): validate_file(p)}
 
 
-def from_arrays(arrays: Mapping[str, np.ndarray], *, source: str = "<arrays>", validate: bool = True) -> PositionSet:
+def from_arrays(
+    arrays: Mapping[str, np.ndarray], *, source: str = "<arrays>", validate: bool = True
+) -> PositionSet:
     """Build a :class:`PositionSet` from schema arrays; raises :class:`SchemaError` when invalid."""
     if validate:
         reasons = validate_arrays(arrays)
@@ -579,7 +605,9 @@ def load_npz(path: str | os.PathLike, *, validate: bool = True) -> PositionSet:
 
 
 # -- combined directory (memory-mappable) --------------------------------------------------------
-def save_dir(path: str | os.PathLike, positions: PositionSet, *, info: Mapping[str, Any] | None = None) -> Path:
+def save_dir(
+    path: str | os.PathLike, positions: PositionSet, *, info: Mapping[str, Any] | None = None
+) -> Path:
     """Write a training set as ``<key>.npy`` files + ``metadata.json`` (atomically: temp dir + rename).
 
     ``info`` is merged into ``metadata.json`` (sources, weights, counts); an existing directory at

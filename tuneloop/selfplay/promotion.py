@@ -13,7 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tuneloop.selfplay.gauntlet import HEURISTIC, PREVIOUS_BEST, RANDOM
+from tuneloop.selfplay.gauntlet import (
+    HEURISTIC,
+    MIN_VS_BEST,
+    MIN_VS_HEURISTIC,
+    MIN_VS_RANDOM,
+    PREVIOUS_BEST,
+    RANDOM,
+)
 
 
 @dataclass(frozen=True)
@@ -27,9 +34,9 @@ class PromotionThresholds:
         min_games: a pairing with fewer games is not trusted (not blessed).
     """
 
-    min_vs_random: float = 0.85
-    min_vs_heuristic: float = 0.60
-    min_vs_best: float = 0.45
+    min_vs_random: float = MIN_VS_RANDOM
+    min_vs_heuristic: float = MIN_VS_HEURISTIC
+    min_vs_best: float = MIN_VS_BEST
     min_games: int = 1
 
     def __post_init__(self) -> None:
@@ -42,6 +49,7 @@ class PromotionThresholds:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PromotionThresholds:
+        """Thresholds from a plain dict (pipeline parameter); unknown keys are an error."""
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"thresholds: unknown keys {unknown}; use {sorted(cls.__dataclass_fields__)}")
@@ -67,7 +75,11 @@ def decide_promotion(
     base = {"first_generation": first, "champion_version": champion_version, "checks": []}
     if thresholds is None:
         return {**base, "blessed": False, "reason": "not blessed: no thresholds configured (fail closed)"}
-    th = thresholds if isinstance(thresholds, PromotionThresholds) else PromotionThresholds.from_dict(thresholds)
+    th = (
+        thresholds
+        if isinstance(thresholds, PromotionThresholds)
+        else PromotionThresholds.from_dict(thresholds)
+    )
     pairings = results.get("pairings") or {}
     wanted = [(RANDOM, th.min_vs_random), (HEURISTIC, th.min_vs_heuristic)]
     if not first:
@@ -96,13 +108,28 @@ def decide_promotion(
         if games < th.min_games:
             failures.append(f"{name}: only {games} games (< {th.min_games})")
         elif score < bound:
-            what = "regressed against the previous best" if name == PREVIOUS_BEST else f"too weak against {name}"
+            what = (
+                "regressed against the previous best" if name == PREVIOUS_BEST else f"too weak against {name}"
+            )
             failures.append(f"{what}: {score:.3f} < {bound:.2f} over {games} games")
-    summary = ", ".join(f"{c['pairing']} {c.get('score', float('nan')):.3f} (>= {c['threshold']:.2f})" for c in checks)
+    summary = ", ".join(
+        f"{c['pairing']} {c.get('score', float('nan')):.3f} (>= {c['threshold']:.2f})" for c in checks
+    )
     prefix = "first generation (no previous best to compare); " if first else ""
     if failures:
-        return {**base, "checks": checks, "blessed": False, "reason": f"not blessed: {prefix}" + "; ".join(failures)}
-    return {**base, "checks": checks, "blessed": True, "reason": f"blessed: {prefix}{summary}", "thresholds": asdict(th)}
+        return {
+            **base,
+            "checks": checks,
+            "blessed": False,
+            "reason": f"not blessed: {prefix}" + "; ".join(failures),
+        }
+    return {
+        **base,
+        "checks": checks,
+        "blessed": True,
+        "reason": f"blessed: {prefix}{summary}",
+        "thresholds": asdict(th),
+    }
 
 
 def promote(
@@ -155,7 +182,9 @@ def promote(
         lineage={**dict(lineage or {}), "gauntlet": {"config_name": results.get("config_name")}},
     )
     out["registered_version"] = record.version
-    registry.set_champion(record.version, expected=decision.get("champion_version"), reason=str(decision.get("reason")))
+    registry.set_champion(
+        record.version, expected=decision.get("champion_version"), reason=str(decision.get("reason"))
+    )
     out["promoted_version"] = record.version
     out["champion_after"] = record.version
     return out

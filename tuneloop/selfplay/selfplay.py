@@ -91,11 +91,13 @@ class SelfPlayConfig:
 
     @property
     def opening_plies(self) -> int:
+        """Opening decisions played at ``temperature`` (the board's default when not set)."""
         if self.temperature_plies is not None:
             return self.temperature_plies
         return board_config(self.config_name).temperature_plies
 
     def puct(self) -> PuctConfig:
+        """The PUCT settings of this shard."""
         return PuctConfig(
             simulations=self.simulations,
             c_puct=self.c_puct,
@@ -247,7 +249,9 @@ def _to_positions(
         gid = game_id(config.config_name, config.generation, config.seed, game.index)
         for r in game.records:
             rel = relative(outcome, r["player"], adapter.num_players)
-            rows.append({**r, "values_mp": rel, "total": game.decisions, "victory": victory, "gid": gid, "t": t_end})
+            rows.append(
+                {**r, "values_mp": rel, "total": game.decisions, "victory": victory, "gid": gid, "t": t_end}
+            )
     if not rows:
         raise ValueError(
             f"self-play recorded no positions for {config.config_name} ({config.games} games); "
@@ -304,7 +308,9 @@ def plan_shards(
         raise ValueError("curriculum: empty; give at least one {config_name: weight}, e.g. {'hex8_2p': 1.0}")
     for name, w in curriculum.items():
         if name not in BOARD_CONFIGS:
-            raise ValueError(f"curriculum: {name!r} is not a board config; use one of {sorted(BOARD_CONFIGS)}")
+            raise ValueError(
+                f"curriculum: {name!r} is not a board config; use one of {sorted(BOARD_CONFIGS)}"
+            )
         if not (w >= 0 and np.isfinite(w)):
             raise ValueError(f"curriculum[{name!r}]: weight {w} must be a finite number >= 0")
     total_w = float(sum(curriculum.values()))

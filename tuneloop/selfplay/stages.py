@@ -27,7 +27,9 @@ DEFAULT_MIN_GAMES = 1000  # original system: no training before 1000 games
 DEFAULT_THRESHOLDS: dict[str, Any] = asdict(PromotionThresholds())
 
 
-def plan_shards(curriculum: Mapping[str, float], total_games: int, num_shards: int, seed: int = 0) -> list[dict[str, Any]]:
+def plan_shards(
+    curriculum: Mapping[str, float], total_games: int, num_shards: int, seed: int = 0
+) -> list[dict[str, Any]]:
     """Shard specs for the ParallelFor: ``[{"shard", "config_name", "games", "seed"}]``.
 
     Args:
@@ -136,7 +138,7 @@ def combine(
         truncated_weight=truncated_weight,
         draw_weight=draw_weight,
         dedup=dedup,
-        board_config=board_config,
+        board_config=board_config or None,  # KFP passes "" for an unset optional string
     )
     return combine_or_fallback([str(p) for p in npz_paths], out_dir, cfg)
 
@@ -194,7 +196,7 @@ def train(
         threads=threads,
         device=device,
     )
-    metrics = _train(combined_dir, out_model_dir, cfg, resume_from=resume_from)
+    metrics = _train(combined_dir, out_model_dir, cfg, resume_from=resume_from or None)
     return {**metrics, "out_model_dir": str(out_model_dir)}
 
 
@@ -219,6 +221,7 @@ def gauntlet(
     seed: int = 0,
     *,
     previous_best_version: str | None = None,
+    targets: Sequence[float] | None = None,
     opening_plies: int = 2,
     max_moves: int | None = None,
     threads: int | None = None,
@@ -237,6 +240,8 @@ def gauntlet(
         heuristic_simulations: rollout-MCTS simulations of the heuristic opponent.
         seed: seeds openings, players and chance.
         previous_best_version: the champion's registry version, carried to the promotion's CAS.
+        targets: early-stopping targets (random, heuristic, previous best); None = the promotion
+            thresholds' defaults (0.85, 0.60, 0.45).
         opening_plies: random opening moves shared by seat-swapped game pairs.
         max_moves: decision limit per game (a draw when reached).
         threads: torch threads (None = free cores).
@@ -265,11 +270,12 @@ def gauntlet(
         opening_plies=opening_plies,
         max_moves=max_moves,
         seed=seed,
+        **({"targets": tuple(float(t) for t in targets)} if targets else {}),
     )
     results = run_gauntlet(config_name, nets[0], cfg, previous_best=nets[1])
     results["candidate_dir"] = str(model_dir)
-    results["previous_best_dir"] = previous_best_dir
-    results["previous_best_version"] = previous_best_version
+    results["previous_best_dir"] = previous_best_dir or None
+    results["previous_best_version"] = (previous_best_version or None) if previous_best_dir else None
     if out_json:
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
         Path(out_json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

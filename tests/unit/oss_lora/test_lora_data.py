@@ -110,7 +110,7 @@ def test_packed_rows_are_almost_all_real_tokens(tiny_tokenizer):
 def test_collate_restarts_positions_and_isolates_examples(tiny_tokenizer):
     exs = tiny.topic_examples(3, seed=7)
     enc = [encode_chat(tiny_tokenizer, ex, 128) for ex in exs]
-    batch = collate(enc, [[0, 1], [2]], pad_id=tiny_tokenizer.pad_token_id)
+    batch = collate(enc, [[0, 1], [2]], pad_id=tiny_tokenizer.pad_token_id, mask=True)
     n0, n1, n2 = (len(e) for e in enc)
     assert batch.input_ids.shape[1] % 8 == 0 and batch.real_tokens == n0 + n1 + n2
     pos = batch.position_ids[0].tolist()

@@ -118,3 +118,28 @@ def test_resume_refuses_a_changed_shape(tiny_base, topic_data, tmp_path):
     longer = Run(small_config(max_steps=4), train, val, base_model=tiny_base, run_dir=tmp_path, log=notes.append)
     assert longer.train().resumed_from == 2  # a longer schedule is the same run, continued
     assert any("max_steps: 12 -> 4" in n for n in notes)
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_base, topic_data, tmp_path):
+    train, quiet = topic_data.train[:40], {"base_model": tiny_base, "log": lambda _: None}
+    plain = Run(small_config(max_steps=3), train, [], run_dir=tmp_path / "plain", **quiet).train()
+    run = Run(small_config(max_steps=3, gradient_checkpointing=True), train, [], run_dir=tmp_path / "gc", **quiet)
+    base = run.loaded.model.get_base_model()
+    assert getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing
+    ckpted = run.train()
+    a = load_file(str(Path(plain.model_dir) / "adapter_model.safetensors"))
+    b = load_file(str(Path(ckpted.model_dir) / "adapter_model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_on_cpu_trains_fp32_adapters_close_to_the_fp32_run(tiny_base, topic_data, tmp_path):
+    train, val, quiet = topic_data.train[:80], topic_data.validation[:16], {"base_model": tiny_base,
+                                                                             "log": lambda _: None}
+    fp32 = Run(small_config(max_steps=8, dropout=0.0), train, val, run_dir=tmp_path / "fp32", **quiet).train()
+    run = Run(small_config(max_steps=8, dropout=0.0, precision="bf16"), train, val, run_dir=tmp_path / "bf16",
+              **quiet)
+    assert {p.dtype for p in run.loaded.model.parameters() if p.requires_grad} == {torch.float32}
+    bf16 = run.train()
+    assert bf16.metrics["final_train_loss"] < bf16.metrics["first_train_loss"]
+    assert bf16.metrics["val_loss"] == pytest.approx(fp32.metrics["val_loss"], rel=0.05)

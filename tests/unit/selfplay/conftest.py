@@ -35,7 +35,9 @@ def small_export(tmp_path_factory) -> Path:
 def train_export(tmp_path_factory) -> Path:
     """The training games: 200 hex5 games of rollout MCTS with 200 simulations and c = 0.5."""
     out = tmp_path_factory.mktemp("gen0") / "hex5_gen0.npz"
-    stages.selfplay_shard("hex5_2p", TRAIN_GAMES, simulations=200, uct_c=0.5, seed=0, generation=0, out_npz=str(out))
+    stages.selfplay_shard(
+        "hex5_2p", TRAIN_GAMES, simulations=200, uct_c=0.5, seed=0, generation=0, out_npz=str(out)
+    )
     return out
 
 
@@ -50,5 +52,7 @@ def combined(tmp_path_factory, train_export) -> Path:
 def trained(tmp_path_factory, combined) -> tuple[Path, dict]:
     """A 3x32 net trained on the combined hex5 set: ``(model_dir, metrics)``."""
     out = tmp_path_factory.mktemp("model") / "gen1"
-    metrics = stages.train(str(combined), str(out), blocks=3, channels=32, steps=300, batch_size=128, seed=0, threads=1)
+    metrics = stages.train(
+        str(combined), str(out), blocks=3, channels=32, steps=300, batch_size=128, seed=0, threads=1
+    )
     return out, metrics

@@ -44,7 +44,9 @@ def test_a_game_exported_twice_is_kept_once(generations, tmp_path):
     once = npz.load_npz(generations[0]).num_positions + npz.load_npz(generations[1]).num_positions
     assert report["num_positions"] == once
     assert report["duplicate_games_dropped"] == 3
-    no_dedup = combine_exports([generations[0], generations[0]], tmp_path / "set2", CombineConfig(dedup=False))
+    no_dedup = combine_exports(
+        [generations[0], generations[0]], tmp_path / "set2", CombineConfig(dedup=False)
+    )
     assert no_dedup["num_positions"] == 2 * npz.load_npz(generations[0]).num_positions
 
 
@@ -68,14 +70,18 @@ def test_an_invalid_export_is_left_out_and_reported(generations, tmp_path):
     assert "not a readable .npz" in report["rejected"][str(bad)][0]
 
 
-def test_mixed_board_configs_fail_combination_and_training_falls_back_to_the_latest_export(generations, tmp_path):
+def test_mixed_board_configs_fail_combination_and_training_falls_back_to_the_latest_export(
+    generations, tmp_path
+):
     c4 = play(SelfPlayConfig("connect_four_2p", games=1, simulations=20, seed=1, generation=0))
     c4_path = str(npz.save_npz(tmp_path / "c4.npz", c4))
     with pytest.raises(CombineError, match=r"mix board configs \['connect_four_2p', 'hex5_2p'\]"):
         combine_exports([*generations, c4_path], tmp_path / "x")
     report = stages.combine([*generations, c4_path], str(tmp_path / "set"))
     assert report["fallback"] is True
-    assert "combination failed" in report["fallback_reason"] and "mix board configs" in report["fallback_reason"]
+    assert (
+        "combination failed" in report["fallback_reason"] and "mix board configs" in report["fallback_reason"]
+    )
     assert report["fallback_source"] == generations[2]  # the freshest generation
     data = npz.open_dir(tmp_path / "set")
     latest = npz.load_npz(generations[2])
@@ -114,3 +120,8 @@ def test_sample_weights_of_the_inputs_carry_into_the_combined_set(generations, t
     combine_exports([path], tmp_path / "set")
     out = npz.open_dir(tmp_path / "set").sample_weights
     assert out[0] == pytest.approx(3 * out[1], rel=1e-5)
+
+
+def test_an_empty_board_config_parameter_means_any(generations, tmp_path):
+    report = stages.combine(generations, str(tmp_path / "set"), board_config="")
+    assert report["fallback"] is False and report["board_config"] == "hex5_2p"

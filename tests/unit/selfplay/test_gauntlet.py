@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tuneloop.selfplay import stages
+from tuneloop.selfplay.games import load_game
 from tuneloop.selfplay.gauntlet import (
     GauntletConfig,
     RandomPlayer,
@@ -15,12 +16,13 @@ from tuneloop.selfplay.gauntlet import (
     sprt,
     wilson,
 )
-from tuneloop.selfplay.games import load_game
 
 
 def test_a_trained_net_beats_random_in_a_short_gauntlet(trained):
     model_dir, _ = trained
-    res = stages.gauntlet(str(model_dir), "hex5_2p", None, games=20, min_games=20, candidate_simulations=0, seed=1, threads=1)
+    res = stages.gauntlet(
+        str(model_dir), "hex5_2p", None, games=20, min_games=20, candidate_simulations=0, seed=1, threads=1
+    )
     vs_random = res["pairings"]["random"]
     assert vs_random["games"] == 20 and vs_random["win_rate"] >= 0.85
     assert vs_random["ci_low"] <= vs_random["win_rate"] <= vs_random["ci_high"]
@@ -30,7 +32,16 @@ def test_a_trained_net_beats_random_in_a_short_gauntlet(trained):
 
 def test_a_decided_pairing_stops_early_after_the_minimum(trained):
     model_dir, _ = trained
-    res = stages.gauntlet(str(model_dir), "hex5_2p", str(model_dir), games=200, min_games=10, candidate_simulations=0, seed=2, threads=1)
+    res = stages.gauntlet(
+        str(model_dir),
+        "hex5_2p",
+        str(model_dir),
+        games=200,
+        min_games=10,
+        candidate_simulations=0,
+        seed=2,
+        threads=1,
+    )
     vs_random = res["pairings"]["random"]
     assert vs_random["stopped_early"] and vs_random["sprt"] == "above" and 10 <= vs_random["games"] < 200
     # the net against itself: seat-swapped pairs of identical openings, so about even
@@ -40,7 +51,9 @@ def test_a_decided_pairing_stops_early_after_the_minimum(trained):
 
 def test_seats_alternate_so_random_against_random_is_even():
     adapter = load_game("hex5_2p")
-    scores = _play_wave(adapter, RandomPlayer(), RandomPlayer(), list(range(40)), limit=100, seed=0, opening_plies=0)
+    scores = _play_wave(
+        adapter, RandomPlayer(), RandomPlayer(), list(range(40)), limit=100, seed=0, opening_plies=0
+    )
     # seat 0 (first mover) wins more in hex, but the candidate sits there only in even games
     assert 0.3 <= np.mean(scores) <= 0.7
     first_mover = np.mean(scores[0::2])
@@ -83,3 +96,22 @@ def test_gauntlet_refuses_a_net_of_another_board(trained):
 def test_bad_gauntlet_settings_name_the_parameter():
     with pytest.raises(ValueError, match=r"min_games: 50 must lie in \[1, games=10\]"):
         GauntletConfig(games=10, min_games=50)
+
+
+def test_empty_strings_from_pipeline_parameters_mean_none(trained):
+    model_dir, _ = trained
+    res = stages.gauntlet(
+        str(model_dir),
+        "hex5_2p",
+        "",
+        games=2,
+        min_games=2,
+        candidate_simulations=0,
+        previous_best_version="",
+        threads=1,
+    )
+    assert res["first_generation"] is True and res["previous_best_version"] is None
+    assert (
+        stages.decide_promotion(res, {"min_vs_random": 0.0, "min_vs_heuristic": 0.0})["champion_version"]
+        is None
+    )

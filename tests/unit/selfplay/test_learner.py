@@ -62,21 +62,47 @@ def test_checkpoint_describes_itself_and_loads_for_play(trained):
 
 
 def test_resume_continues_the_same_run_and_refuses_another_shape(combined, tmp_path):
-    first = stages.train(str(combined), str(tmp_path / "a"), blocks=1, channels=8, steps=4, batch_size=32, threads=1)
+    first = stages.train(
+        str(combined), str(tmp_path / "a"), blocks=1, channels=8, steps=4, batch_size=32, threads=1
+    )
     assert first["steps"] == 4
     # same run, more steps: restores optimizer and step
     more = stages.train(
-        str(combined), str(tmp_path / "b"), blocks=1, channels=8, steps=4, batch_size=32, threads=1, resume_from=str(tmp_path / "a")
+        str(combined),
+        str(tmp_path / "b"),
+        blocks=1,
+        channels=8,
+        steps=4,
+        batch_size=32,
+        threads=1,
+        resume_from=str(tmp_path / "a"),
     )
     assert more["start_step"] == 4 and more["steps"] == 4  # already at the goal: nothing to do
     longer = stages.train(
-        str(combined), str(tmp_path / "c"), blocks=1, channels=8, steps=6, batch_size=32, threads=1, resume_from=str(tmp_path / "a")
+        str(combined),
+        str(tmp_path / "c"),
+        blocks=1,
+        channels=8,
+        steps=6,
+        batch_size=32,
+        threads=1,
+        resume_from=str(tmp_path / "a"),
     )
     assert longer["start_step"] == 0 and longer["resumed_from"] == str(tmp_path / "a")  # new run: warm start
     a_weights = read_checkpoint(tmp_path / "a")["model"]["stem.weight"]
     assert not torch.equal(read_checkpoint(tmp_path / "c")["model"]["stem.weight"], a_weights)
-    with pytest.raises(ValueError, match=r"resume_from: .* holds a net .*'channels': 8.*same blocks/channels"):
-        stages.train(str(combined), str(tmp_path / "d"), blocks=1, channels=16, steps=2, threads=1, resume_from=str(tmp_path / "a"))
+    with pytest.raises(
+        ValueError, match=r"resume_from: .* holds a net .*'channels': 8.*same blocks/channels"
+    ):
+        stages.train(
+            str(combined),
+            str(tmp_path / "d"),
+            blocks=1,
+            channels=16,
+            steps=2,
+            threads=1,
+            resume_from=str(tmp_path / "a"),
+        )
 
 
 def test_training_refuses_a_directory_that_is_not_a_training_set(tmp_path):

@@ -29,9 +29,17 @@ def test_round_trip_keeps_every_array_and_the_metadata(small_export, tmp_path):
     again = npz.load_npz(npz.save_npz(tmp_path / "copy.npz", ps))
     for key in (*npz.ARRAY_KEYS, *npz.OPTIONAL_DTYPES):
         a, b = getattr(ps, key), getattr(again, key)
-        assert a.dtype == b.dtype == npz.POSITION_DTYPES.get(key, npz.CSR_DTYPES.get(key, npz.OPTIONAL_DTYPES.get(key)))
+        assert (
+            a.dtype
+            == b.dtype
+            == npz.POSITION_DTYPES.get(key, npz.CSR_DTYPES.get(key, npz.OPTIONAL_DTYPES.get(key)))
+        )
         np.testing.assert_array_equal(a, b)
-    assert (again.board_config, again.policy_size, again.schema_version) == ("hex5_2p", 25, npz.SCHEMA_VERSION)
+    assert (again.board_config, again.policy_size, again.schema_version) == (
+        "hex5_2p",
+        25,
+        npz.SCHEMA_VERSION,
+    )
     assert again.metadata["generation"] == 0 and again.metadata["selfplay_config"]["games"] == 12
     # no object arrays anywhere: every key loads without pickle
     with np.load(small_export, allow_pickle=False) as z:
@@ -51,9 +59,13 @@ def test_merging_two_files_equals_their_concatenation(small_export, train_export
     a, b = npz.load_npz(small_export), npz.load_npz(train_export)
     merged = npz.concat([a, b])
     assert merged.num_positions == a.num_positions + b.num_positions
-    np.testing.assert_array_equal(merged.dense_policies(), np.concatenate([a.dense_policies(), b.dense_policies()]))
+    np.testing.assert_array_equal(
+        merged.dense_policies(), np.concatenate([a.dense_policies(), b.dense_policies()])
+    )
     for key in (npz.FEATURES, npz.GLOBALS, npz.VALUES, npz.VALUES_MP, npz.GAME_IDS, npz.MOVE_NUMBERS):
-        np.testing.assert_array_equal(getattr(merged, key), np.concatenate([getattr(a, key), getattr(b, key)]))
+        np.testing.assert_array_equal(
+            getattr(merged, key), np.concatenate([getattr(a, key), getattr(b, key)])
+        )
     assert merged.policy_offsets[a.num_positions] == a.policy_offsets[-1]
     assert npz.validate_arrays(merged.to_arrays()) == []
 
@@ -100,8 +112,16 @@ def _poke(key, index, value):
 REJECTIONS = [
     ("missing key", _drop(npz.VALUES), ["missing keys", "values"]),
     ("missing metadata", _drop(npz.META_BOARD_CONFIG), ["missing keys", "board_config"]),
-    ("wrong dtype features", _set(npz.FEATURES, lambda a: a[npz.FEATURES].astype(np.float32)), ["features", "dtype", "uint8"]),
-    ("wrong dtype offsets", _set(npz.POLICY_OFFSETS, lambda a: a[npz.POLICY_OFFSETS].astype(np.int32)), ["policy_offsets", "int64"]),
+    (
+        "wrong dtype features",
+        _set(npz.FEATURES, lambda a: a[npz.FEATURES].astype(np.float32)),
+        ["features", "dtype", "uint8"],
+    ),
+    (
+        "wrong dtype offsets",
+        _set(npz.POLICY_OFFSETS, lambda a: a[npz.POLICY_OFFSETS].astype(np.int32)),
+        ["policy_offsets", "int64"],
+    ),
     ("features not 4-d", _set(npz.FEATURES, lambda a: a[npz.FEATURES][:, 0]), ["features", "(N, C, H, W)"]),
     ("short column", _set(npz.GAME_IDS, lambda a: a[npz.GAME_IDS][:-1]), ["game_ids", "shape"]),
     ("globals not 2-d", _set(npz.GLOBALS, lambda a: a[npz.GLOBALS][:, 0]), ["globals", "(N, G)"]),
@@ -114,16 +134,41 @@ REJECTIONS = [
     ("offsets do not match entries", _poke(npz.POLICY_OFFSETS, -1, 10**6), ["last offset", "does not match"]),
     ("offsets decrease", _poke(npz.POLICY_OFFSETS, 2, 0), ["policy_offsets", "decreasing"]),
     ("first offset", _poke(npz.POLICY_OFFSETS, 0, 1), ["first offset", "must be 0"]),
-    ("offsets length", _set(npz.POLICY_OFFSETS, lambda a: a[npz.POLICY_OFFSETS][:-1]), ["policy_offsets", "(N + 1,)"]),
+    (
+        "offsets length",
+        _set(npz.POLICY_OFFSETS, lambda a: a[npz.POLICY_OFFSETS][:-1]),
+        ["policy_offsets", "(N + 1,)"],
+    ),
     ("action id out of range", _poke(npz.POLICY_INDICES, 0, 99), ["policy_indices", "[0, 25)"]),
     ("seat beyond players", _poke(npz.CURRENT_PLAYER, 0, 3), ["current_player", "num_players"]),
-    ("values not player-to-move", _set(npz.VALUES, lambda a: -a[npz.VALUES]), ["values_mp", "player to move"]),
+    (
+        "values not player-to-move",
+        _set(npz.VALUES, lambda a: -a[npz.VALUES]),
+        ["values_mp", "player to move"],
+    ),
     ("unknown victory", _poke(npz.VICTORY_TYPES_KEY, 0, 42), ["victory_types", "unknown"]),
     ("move past game end", _poke(npz.MOVE_NUMBERS, 0, 10**4), ["move_numbers", "total_game_moves"]),
     ("negative weight", _poke(npz.SAMPLE_WEIGHTS, 0, -1.0), ["sample_weights", ">= 0"]),
-    ("schema version", _set(npz.META_SCHEMA_VERSION, np.asarray(99, dtype=np.int64)), ["schema_version", "99"]),
+    (
+        "schema version",
+        _set(npz.META_SCHEMA_VERSION, np.asarray(99, dtype=np.int64)),
+        ["schema_version", "99"],
+    ),
     ("bad metadata json", _set(npz.META_EXTRA, np.asarray("{oops", dtype=np.str_)), ["metadata", "JSON"]),
-    ("empty file", lambda a: a.update({k: a[k][:0] for k in npz.POSITION_DTYPES} | {npz.POLICY_OFFSETS: np.zeros(1, np.int64), npz.POLICY_INDICES: a[npz.POLICY_INDICES][:0], npz.POLICY_VALUES: a[npz.POLICY_VALUES][:0], npz.SAMPLE_WEIGHTS: a[npz.SAMPLE_WEIGHTS][:0], npz.TIMESTAMPS: a[npz.TIMESTAMPS][:0]}), ["no positions"]),
+    (
+        "empty file",
+        lambda a: a.update(
+            {k: a[k][:0] for k in npz.POSITION_DTYPES}
+            | {
+                npz.POLICY_OFFSETS: np.zeros(1, np.int64),
+                npz.POLICY_INDICES: a[npz.POLICY_INDICES][:0],
+                npz.POLICY_VALUES: a[npz.POLICY_VALUES][:0],
+                npz.SAMPLE_WEIGHTS: a[npz.SAMPLE_WEIGHTS][:0],
+                npz.TIMESTAMPS: a[npz.TIMESTAMPS][:0],
+            }
+        ),
+        ["no positions"],
+    ),
 ]
 
 
@@ -184,3 +229,17 @@ def test_cli_validate_exits_nonzero_on_a_bad_file_and_prints_its_reasons(small_e
     assert report[str(folder / "good.npz")] == [] and report[str(folder / "bad.npz")]
     missing = runner.invoke(npz_app, ["validate", str(tmp_path / "nope.npz")])
     assert missing.exit_code == 1 and "no such file" in missing.output
+
+
+def test_npz_app_mounts_as_a_sub_command(small_export):
+    import typer
+
+    app = typer.Typer()
+    app.add_typer(npz_app, name="npz")
+
+    @app.command()
+    def other() -> None:  # a second command, as in the main CLI
+        pass
+
+    result = CliRunner().invoke(app, ["npz", "validate", str(small_export)])
+    assert result.exit_code == 0 and "1 valid, 0 invalid" in result.output

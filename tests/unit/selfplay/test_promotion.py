@@ -12,7 +12,15 @@ from tuneloop.selfplay.promotion import PromotionThresholds, decide_promotion
 
 
 def _pairing(wins: int, games: int) -> dict:
-    return {"games": games, "wins": wins, "draws": 0, "losses": games - wins, "win_rate": wins / games, "ci_low": 0.0, "ci_high": 1.0}
+    return {
+        "games": games,
+        "wins": wins,
+        "draws": 0,
+        "losses": games - wins,
+        "win_rate": wins / games,
+        "ci_low": 0.0,
+        "ci_high": 1.0,
+    }
 
 
 def _results(random, heuristic, best=None, version="v4"):
@@ -34,7 +42,10 @@ TH = PromotionThresholds()
 def test_pass_blesses_and_names_every_number():
     d = decide_promotion(_results((46, 50), (33, 50), (26, 50)), TH)
     assert d["blessed"] is True and d["first_generation"] is False and d["champion_version"] == "v4"
-    assert d["reason"] == "blessed: random 0.920 (>= 0.85), heuristic 0.660 (>= 0.60), previous_best 0.520 (>= 0.45)"
+    assert (
+        d["reason"]
+        == "blessed: random 0.920 (>= 0.85), heuristic 0.660 (>= 0.60), previous_best 0.520 (>= 0.45)"
+    )
     assert [c["passed"] for c in d["checks"]] == [True, True, True]
 
 
@@ -62,7 +73,10 @@ def test_first_generation_has_no_previous_best_and_says_so():
 
 
 def test_fails_closed_without_thresholds_or_with_a_missing_pairing():
-    assert decide_promotion(_results((50, 50), (50, 50)), None)["reason"] == "not blessed: no thresholds configured (fail closed)"
+    assert (
+        decide_promotion(_results((50, 50), (50, 50)), None)["reason"]
+        == "not blessed: no thresholds configured (fail closed)"
+    )
     res = _results((50, 50), (50, 50), (30, 50))
     del res["pairings"]["previous_best"]
     d = decide_promotion(res, stages.DEFAULT_THRESHOLDS)
@@ -87,7 +101,10 @@ def test_promote_moves_the_champion_by_compare_and_set(trained, combined, tmp_pa
     reg = FileRegistry(root, "hex5")
     champ = reg.champion()
     assert champ.version == "v1" and champ.metrics["win_rate_vs_random"] == 0.95
-    assert json.loads((tmp_path / "registry/hex5/versions/v1/model/model.json").read_text())["board_config"] == "hex5_2p"
+    assert (
+        json.loads((tmp_path / "registry/hex5/versions/v1/model/model.json").read_text())["board_config"]
+        == "hex5_2p"
+    )
     assert len(reg.example_ids("v1")) == 200  # the training games
     assert stages.champion(root, "hex5") == {"version": "v1", "model_dir": champ.model_uri}
 

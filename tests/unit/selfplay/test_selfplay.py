@@ -38,7 +38,9 @@ def test_hex_planes_show_the_stone_just_played():
 
 
 def test_unknown_board_config_names_the_known_ones():
-    with pytest.raises(ValueError, match=r"config_name: 'hex9_2p' is not a board config; use one of \[.*'hex8_2p'"):
+    with pytest.raises(
+        ValueError, match=r"config_name: 'hex9_2p' is not a board config; use one of \[.*'hex8_2p'"
+    ):
         SelfPlayConfig("hex9_2p", games=1)
 
 
@@ -84,7 +86,9 @@ def test_low_uct_constant_gives_sharper_policy_targets_than_c2():
         states.append(s)
 
     def mean_top_share(c):
-        search = RolloutSearch(adapter, RolloutConfig(simulations=200, uct_c=c, prune_exploration=False), seed=1)
+        search = RolloutSearch(
+            adapter, RolloutConfig(simulations=200, uct_c=c, prune_exploration=False), seed=1
+        )
         return np.mean([(v := search.visit_counts(s)).max() / v.sum() for s in states])
 
     assert mean_top_share(0.5) > 1.5 * mean_top_share(2.0)
@@ -105,7 +109,9 @@ def test_truncated_games_are_recorded_as_such_with_value_zero():
 
 
 def test_curriculum_weights_split_games_over_board_configs_and_shards():
-    plan = plan_shards({"hex5_2p": 3.0, "connect_four_2p": 1.0, "hex8_2p": 0.0}, total_games=100, num_shards=4, seed=2)
+    plan = plan_shards(
+        {"hex5_2p": 3.0, "connect_four_2p": 1.0, "hex8_2p": 0.0}, total_games=100, num_shards=4, seed=2
+    )
     by_config = {}
     for p in plan:
         by_config[p["config_name"]] = by_config.get(p["config_name"], 0) + p["games"]

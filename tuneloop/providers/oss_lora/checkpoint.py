@@ -129,7 +129,8 @@ def load_trainable(model, tensors: Mapping[str, Any]) -> None:
             p.copy_(tensors[n].to(p.device, p.dtype))
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``; an existing ``final`` is moved aside, then removed."""
     if final.exists():
         old = final.with_name(final.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -160,7 +161,7 @@ def save_checkpoint(run_dir: str | Path, meta: CheckpointMeta, *, model, optimiz
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
                tmp / STATE_FILE)
     (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True))
-    _replace_dir(tmp, final)
+    replace_dir(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -233,7 +234,7 @@ def save_best(run_dir: str | Path, model) -> Path:
     final = Path(run_dir) / BEST_DIR
     tmp = _tmp_dir(final)
     save_file(trainable_state(model), str(tmp / TRAINABLE_FILE))
-    _replace_dir(tmp, final)
+    replace_dir(tmp, final)
     return final
 
 

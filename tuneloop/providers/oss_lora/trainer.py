@@ -1,8 +1,9 @@
 """The LoRA SFT loop: load base, attach LoRA, train on packed rows, evaluate, checkpoint, write outputs.
 
 Why a hand-written loop and not ``transformers.Trainer``: it computes logits only where there is a
-loss (assistant tokens), which skips most of the LM-head work and memory on real vocabularies; it packs
-with an explicit block-diagonal mask (isolation does not depend on an attention kernel); and it resumes
+loss (assistant tokens), which skips most of the LM-head work and memory on real vocabularies; packed
+examples attend per example (attention.py: work ~ sum of n_i^2, not row length^2; a block-diagonal
+mask for models it cannot serve), so packing is isolated whatever kernel runs; and it resumes
 bit-for-bit (data order is a pure function of the step, RNG states are checkpointed).
 
 Output layout under ``run_dir``::
@@ -16,10 +17,12 @@ Output layout under ``run_dir``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,8 @@ from typing import Any
 
 from tuneloop.examples import Example, dataset_hash
 from tuneloop.providers.oss_lora import checkpoint as ckpt
+from tuneloop.providers.oss_lora.attention import register as register_varlen
+from tuneloop.providers.oss_lora.attention import supports_varlen
 from tuneloop.providers.oss_lora.config import ALL_LINEAR, ATTENTION, ATTENTION_SUFFIXES, LoraConfig
 from tuneloop.providers.oss_lora.data import Batch, Encoded, collate, encode_chat, rows_for
 
@@ -57,6 +62,7 @@ class Loaded:
     dtype: Any  # autocast dtype or None
     labels: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    attention: str = "varlen"  # packed-row isolation: per-example attention, or a block-diagonal mask
 
 
 # -- model setup -------------------------------------------------------------------------------------
@@ -121,6 +127,7 @@ def load_model(base_model: str, config: LoraConfig, labels: Sequence[str] = ()) 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     notes = [f"device {device}, precision {precision}"]
+    torch.manual_seed(config.seed)  # a fresh head (classification) is initialised while loading
     if config.task == "causal-lm":
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
@@ -140,22 +147,38 @@ def load_model(base_model: str, config: LoraConfig, labels: Sequence[str] = ()) 
             model.config.pad_token_id = tokenizer.pad_token_id
         task_type = TaskType.SEQ_CLS
     model.config.use_cache = False
+    attention = "mask"
+    if config.task == "causal-lm" and supports_varlen(model.config):
+        model.set_attn_implementation(register_varlen())
+        attention = "varlen"
+    notes.append(f"packed attention: {attention}")
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     targets = resolve_target_modules(model, config.target_modules)
     peft_cfg = PeftLoraConfig(
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
         task_type=task_type, bias="none",
     )
     torch.manual_seed(config.seed)  # LoRA init is a function of the seed
-    model = get_peft_model(model, peft_cfg)  # adapters stay fp32 (autocast_adapter_dtype)
+    with quiet_peft():
+        model = get_peft_model(model, peft_cfg)  # adapters stay fp32 (autocast_adapter_dtype)
     model.to(device)
-    return Loaded(model, tokenizer, device, torch.bfloat16 if precision == "bf16" else None, tuple(labels), notes)
+    return Loaded(model, tokenizer, device, torch.bfloat16 if precision == "bf16" else None, tuple(labels), notes,
+                  attention)
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    """Silence peft's use of a transformers API deprecated in 5.x (a FutureWarning on every load)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def autocast(loaded: Loaded):
-    import contextlib
-
     import torch
 
     if loaded.dtype is None:
@@ -209,7 +232,7 @@ def collate_cls(encoded: Sequence[ClsEncoded], rows: Sequence[Sequence[int]], pa
     return {
         "input_ids": ids, "attention_mask": mask,
         "labels": torch.tensor([e.label for e in items]), "weights": torch.tensor([e.weight for e in items]),
-        "real_tokens": int(mask.sum()),
+        "real_tokens": int(mask.sum()), "weight_sum": float(sum(e.weight for e in items)),
     }
 
 
@@ -225,8 +248,8 @@ def causal_nll(model, batch: Batch):
     """Per-target NLL on supervised positions only: returns (nll[N], weights[N]).
 
     Runs the decoder body, then the LM head on the selected hidden states only (logits for the
-    prompt tokens are never computed). ``use_cache=False`` matters: with a cache transformers
-    builds its own mask and packed examples would attend to each other.
+    prompt tokens are never computed). ``use_cache=False`` matters: with a cache, transformers
+    (5.x) ignores the packed layout and packed examples would attend to each other.
     """
     import torch
     import torch.nn.functional as F
@@ -317,9 +340,12 @@ class Run:
     # -- batches
     def batch(self, encoded, rows) -> Any:
         if self.config.task == "causal-lm":
-            return collate(encoded, rows, self.pad_id).to(self.loaded.device)
+            return collate(encoded, rows, self.pad_id, mask=self.loaded.attention == "mask").to(self.loaded.device)
         b = collate_cls(encoded, rows, self.pad_id)
         return {k: (v.to(self.loaded.device) if hasattr(v, "to") else v) for k, v in b.items()}
+
+    def _weight_sum(self, b) -> float:
+        return b.weight_sum if self.config.task == "causal-lm" else b["weight_sum"]
 
     def _nll(self, b):
         if self.config.task == "causal-lm":
@@ -413,17 +439,14 @@ class Run:
             t0 = time.perf_counter()
             micro = [self.batch(self.train_enc, [self.train_rows[i] for i in self.stream.rows(step * cfg.grad_accum + k)])
                      for k in range(cfg.grad_accum)]
-            if cfg.task == "causal-lm":
-                total_w = float(sum(float(b.target_weights.sum()) for b in micro))
-            else:
-                total_w = float(sum(float(b["weights"].sum()) for b in micro))
+            total_w = sum(self._weight_sum(b) for b in micro)
             step_loss = 0.0
             for b in micro:
                 with autocast(self.loaded):
                     nll, w = self._nll(b)
                 loss = (nll * w).sum() / max(total_w, 1e-12)
                 loss.backward()
-                step_loss += float(loss.detach())
+                step_loss = step_loss + loss.detach()  # stays on the device: no sync per micro-batch
                 real = b.real_tokens if cfg.task == "causal-lm" else b["real_tokens"]
                 tokens += real
                 window_tokens += real
@@ -438,7 +461,7 @@ class Run:
             window_n += 1
             if step % cfg.log_interval == 0 or step == self.total_steps:
                 dt = time.perf_counter() - window_t
-                event = {"event": "train", "step": step, "loss": window_loss / window_n,
+                event = {"event": "train", "step": step, "loss": float(window_loss) / window_n,
                          "lr": sched.get_last_lr()[0], "tokens_per_s": window_tokens / max(dt, 1e-9)}
                 self.log(f"[oss-lora] step {step}/{self.total_steps} loss {event['loss']:.4f} "
                          f"lr {event['lr']:.2e} {event['tokens_per_s']:.0f} tok/s")
@@ -475,6 +498,8 @@ class Run:
             chosen = self.evaluate()
         else:
             chosen, best_step = final, step
+        if self.loaded.attention == "varlen":
+            model.get_base_model().set_attn_implementation("sdpa")  # what the saved model is loaded with
         out = self.run_dir / ckpt.MODEL_DIR
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -499,7 +524,7 @@ class Run:
             "config": self.config.to_dict(), "data_hash": self.data_hash, "metrics": metrics,
             "merged": merged, "best_step": best_step,
         })
-        ckpt._replace_dir(tmp, out)
+        ckpt.replace_dir(tmp, out)
         self.log(f"[oss-lora] wrote {out} (best step {best_step}, " +
                  " ".join(f"{k} {v:.4f}" for k, v in chosen.items()) + ")")
         return TrainResult(str(out), step, tokens, metrics, resumed_from, tuple(notes))

@@ -1,0 +1,69 @@
+"""The loop through the stage functions the pipeline components call: generation 1 gets promoted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tuneloop.registry import FileRegistry
+from tuneloop.selfplay import npz, stages
+
+
+def test_generation_one_is_promoted_and_then_plays_the_next_generation(
+    train_export, combined, trained, tmp_path
+):
+    model_dir, _ = trained
+    registry = str(tmp_path / "registry")
+    assert stages.gate(str(combined), min_games=100)["status"] == "ready"
+    champ = stages.champion(registry, "hex5")
+    assert champ == {"version": None, "model_dir": None}
+    results = stages.gauntlet(
+        str(model_dir),
+        "hex5_2p",
+        champ["model_dir"],
+        games=30,
+        min_games=20,
+        candidate_simulations=32,
+        heuristic_simulations=50,
+        previous_best_version=champ["version"],
+        seed=0,
+        threads=1,
+        out_json=str(tmp_path / "gauntlet.json"),
+    )
+    assert json.loads((tmp_path / "gauntlet.json").read_text())["pairings"].keys() == {"random", "heuristic"}
+    decision = stages.decide_promotion(results, stages.DEFAULT_THRESHOLDS)
+    assert decision["blessed"], decision["reason"]
+    assert decision["first_generation"] and "first generation" in decision["reason"]
+    promoted = stages.promote(registry, "hex5", str(model_dir), results, decision, str(combined))
+    assert promoted["promoted_version"] == "v1" and promoted["champion_after"] == "v1"
+    record = FileRegistry(registry, "hex5").champion()
+    assert record.config["generation"] == 1 and record.data_hash == stages.data_hash(str(combined))
+
+    # the champion plays generation 1's games (net-guided PUCT), which combine ahead of generation 0
+    champ = stages.champion(registry, "hex5")
+    shard = stages.selfplay_shard(
+        "hex5_2p",
+        4,
+        simulations=16,
+        seed=9,
+        generation=1,
+        model_dir=champ["model_dir"],
+        out_npz=str(tmp_path / "g1.npz"),
+        threads=1,
+    )
+    assert shard["search"] == "puct" and npz.validate_file(tmp_path / "g1.npz") == []
+    report = stages.combine(
+        [str(train_export), shard["out_npz"]], str(tmp_path / "set1"), freshness_half_life=1.0
+    )
+    assert [(s["generation"], s["freshness"]) for s in report["sources"]] == [(1, 1.0), (0, 0.5)]
+    assert report["num_games"] == 204
+    # every stage returns plain JSON (component outputs)
+    for out in (results, decision, promoted, shard, report, stages.gate(str(combined), 1)):
+        assert json.loads(json.dumps(out)) == out
+
+
+def test_importing_the_stages_does_not_import_torch():
+    code = "import sys, tuneloop.selfplay.stages, tuneloop.selfplay.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
