@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 EXTRAS := dev,hosted,lora,selfplay,gcp
 PYTEST := $(PY) -m pytest -p no:cacheprovider -p no:bqemulator --durations=15
 
-.PHONY: setup demo test test-all compile lint bench clean
+.PHONY: setup demo test test-all compile lint bench bench-formatter bench-lora bench-selfplay clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,7 @@ demo: setup
 	$(PY) -m tuneloop.demo --out demo-output
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PYTEST) -q -m "not slow and not gpu" tests
 
 test-all: setup
@@ -30,12 +31,21 @@ test-all: setup
 compile: setup
 	$(PY) -m compile
 
-lint: setup
+lint: setup lint-dockerfiles
 	$(VENV)/bin/ruff check .
 	$(PY) -m compile --check
 
-bench: setup
+# Benchmarks write their results (with the machine noted) to bench/RESULTS-*.md; commit them.
+bench: bench-formatter bench-lora bench-selfplay
+
+bench-formatter: setup
 	$(PY) bench/bench_formatter.py --out bench/RESULTS-formatter.md
+
+bench-lora: setup
+	$(PY) bench/bench_lora.py --repeats 3 --results bench/RESULTS-lora.md
+
+bench-selfplay: setup
+	$(PY) bench/bench_selfplay.py --out bench/RESULTS-selfplay.md
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -9,14 +9,32 @@ from tuneloop.components.dataset import prepare_dataset
 from tuneloop.components.evaluate import evaluate_model
 from tuneloop.components.extract import extract_examples
 from tuneloop.components.promote import promote_model, record_skip
+from tuneloop.components.selfplay import (
+    check_selfplay_config,
+    combine_exports,
+    gate_training_set,
+    plan_selfplay_shards,
+    play_selfplay_shard,
+    promote_selfplay,
+    run_gauntlet,
+    train_policy_value_net,
+)
 from tuneloop.components.tune import tune_model
 
 __all__ = [
     "check_config",
+    "check_selfplay_config",
+    "combine_exports",
     "evaluate_model",
     "extract_examples",
+    "gate_training_set",
+    "play_selfplay_shard",
+    "plan_selfplay_shards",
     "prepare_dataset",
     "promote_model",
+    "promote_selfplay",
     "record_skip",
+    "run_gauntlet",
+    "train_policy_value_net",
     "tune_model",
 ]

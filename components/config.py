@@ -13,6 +13,7 @@ def check_config(
     min_values: dict,
     max_drop: dict,
     hyperparameters: dict,
+    task_env: dict,
 ) -> str:
     """Fail fast on an invalid run configuration.
 
@@ -24,6 +25,8 @@ def check_config(
         min_values: Value thresholds, e.g. ``{"macro_f1": 0.6}``.
         max_drop: Largest allowed drop vs the champion, e.g. ``{"macro_f1": 0.05}``.
         hyperparameters: Provider hyperparameters.
+        task_env: Environment of the tuning/evaluation tasks: ``<NAME>_SECRET`` Secret Manager version
+            names and plain settings such as ``AWS_REGION`` (never a credential itself).
 
     Returns:
         The provider name, once validated.
@@ -37,4 +40,5 @@ def check_config(
         model_name=model_name,
         thresholds={"min_values": min_values, "max_drop": max_drop},
         hyperparameters=hyperparameters,
+        task_env=task_env,
     )["provider"]

@@ -16,6 +16,7 @@ def evaluate_model(
     model_name: str,
     min_values: dict,
     max_drop: dict,
+    task_env: dict,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     blessing: Output[Artifact],
@@ -30,6 +31,7 @@ def evaluate_model(
         model_name: Registry model name.
         min_values: Value thresholds, e.g. ``{"macro_f1": 0.6}``.
         max_drop: Largest allowed drop vs the champion (none configured at all = not blessed).
+        task_env: Environment to set first: Secret Manager names of credentials, region settings.
         metrics: Scalar metrics (candidate, and champion with a ``champion_`` prefix).
         classification: The candidate's confusion matrix.
         blessing: Decision record: blessed, reason, both metric sets, champion version, paired test.
@@ -49,6 +51,7 @@ def evaluate_model(
         model_name=model_name,
         thresholds={"min_values": min_values, "max_drop": max_drop},
         blessing_path=blessing.path,
+        task_env=task_env,
     )
     for prefix, values in (("", r["candidate_metrics"]), ("champion_", r.get("champion_metrics") or {})):
         for k, v in values.items():

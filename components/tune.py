@@ -14,6 +14,7 @@ def tune_model(
     base_model: str,
     hyperparameters: dict,
     budget_usd: float,
+    task_env: dict,
     model: Output[Model],
     job: Output[Artifact],
 ) -> NamedTuple("TuneOutputs", model_ref=str, job_id=str):
@@ -25,6 +26,7 @@ def tune_model(
         base_model: Base model id or path (ignored by sklearn).
         hyperparameters: Provider hyperparameters.
         budget_usd: Most a hosted job may cost (0 = ``hyperparameters.budget_usd`` decides).
+        task_env: Environment to set first: Secret Manager names of credentials, region settings.
         model: The candidate model artifact (local model files or a card naming a remote model).
         job: The job record (provider job id + idempotency key), written before polling.
 
@@ -41,6 +43,7 @@ def tune_model(
         base_model=base_model,
         hyperparameters=hyperparameters,
         budget_usd=budget_usd,
+        task_env=task_env,
         model_dir=model.path,
         job_record_path=job.path,
     )

@@ -3,16 +3,19 @@
 - ``export-dataset``: extract -> build + publish a dataset version (or a recorded skip).
 - ``tune-and-promote``: dataset -> provider branch (tune -> evaluate -> promote).
 - ``continuous-tuning``: both, as one scheduled run.
+- ``selfplay-training``: self-play shards -> combine -> train (GPU) -> gauntlet -> promote (or a recorded skip).
 """
 
 from tuneloop.pipelines.continuous_tuning import continuous_tuning
 from tuneloop.pipelines.export_dataset import export_dataset
+from tuneloop.pipelines.selfplay_training import selfplay_training
 from tuneloop.pipelines.tune_and_promote import tune_and_promote
 
 PIPELINES = {
     "export-dataset": export_dataset,
     "tune-and-promote": tune_and_promote,
     "continuous-tuning": continuous_tuning,
+    "selfplay-training": selfplay_training,
 }
 
-__all__ = ["PIPELINES", "continuous_tuning", "export_dataset", "tune_and_promote"]
+__all__ = ["PIPELINES", "continuous_tuning", "export_dataset", "selfplay_training", "tune_and_promote"]

@@ -34,6 +34,7 @@ def continuous_tuning(
     max_rows: int = 0,
     system_prompt: str = "",
     reports_uri: str = "",
+    task_env: dict = {},
     accelerator_type: str = DEFAULT_ACCELERATOR,
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
@@ -61,6 +62,8 @@ def continuous_tuning(
         max_rows: Upper bound on rows read per run (0 = none).
         system_prompt: Optional system turn added when rendering.
         reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
+        task_env: Environment of the tune and evaluate tasks: ``<NAME>_SECRET`` Secret Manager version
+            names of credentials and settings such as ``AWS_REGION``; never a credential itself.
         accelerator_type: oss-lora tuning task's accelerator on Vertex.
         accelerator_count: oss-lora tuning task's accelerator count.
         cpu_limit: oss-lora tuning task's vCPUs.
@@ -74,6 +77,7 @@ def continuous_tuning(
         min_values=min_values,
         max_drop=max_drop,
         hyperparameters=hyperparameters,
+        task_env=task_env,
     )
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
@@ -99,6 +103,7 @@ def continuous_tuning(
             min_values=min_values,
             max_drop=max_drop,
             reports_uri=reports_uri,
+            task_env=task_env,
             accelerator_type=accelerator_type,
             accelerator_count=accelerator_count,
             cpu_limit=cpu_limit,

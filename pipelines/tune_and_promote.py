@@ -22,8 +22,19 @@ DEFAULT_CPU_LIMIT = "8"
 DEFAULT_MEMORY_LIMIT = "32G"
 
 
-def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri):
-    """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines)."""
+def _on_gpu(task, accelerator_type, accelerator_count, cpu_limit, memory_limit):
+    """Run ``task`` on the CUDA trainer image with the accelerator and machine size from the parameters."""
+    return (
+        task.set_container_image(GPU_IMAGE)
+        .set_accelerator_type(accelerator_type)
+        .set_accelerator_limit(accelerator_count)
+        .set_cpu_limit(cpu_limit)
+        .set_memory_limit(memory_limit)
+    )
+
+
+def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env):
+    """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate."""
     evaluate = evaluate_model(
         provider=provider,
         model=tune.outputs["model"],
@@ -32,6 +43,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         model_name=model_name,
         min_values=min_values,
         max_drop=max_drop,
+        task_env=task_env,
     )
     promote_model(
         blessing=evaluate.outputs["blessing"],
@@ -41,6 +53,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         reports_uri=reports_uri,
     )
+    return evaluate
 
 
 @dsl.pipeline(name="tune-evaluate-promote")
@@ -55,6 +68,7 @@ def tune_evaluate_promote(
     min_values: dict,
     max_drop: dict,
     reports_uri: str,
+    task_env: dict,
 ):
     """One provider's branch: tune a candidate, judge it against the champion, promote if blessed.
 
@@ -69,6 +83,7 @@ def tune_evaluate_promote(
         min_values: Value thresholds ``{metric: minimum}``.
         max_drop: ``{metric: largest allowed drop}`` against the champion.
         reports_uri: Where run summaries are written ("" = artifacts only).
+        task_env: Environment of the tune and evaluate tasks (credential locations, regions).
     """
     tune = tune_model(
         provider=provider,
@@ -76,8 +91,9 @@ def tune_evaluate_promote(
         base_model=base_model,
         hyperparameters=hyperparameters,
         budget_usd=budget_usd,
+        task_env=task_env,
     )
-    _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri)
+    _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env)
 
 
 @dsl.pipeline(name="gpu-tune-evaluate-promote")
@@ -91,47 +107,50 @@ def gpu_tune_evaluate_promote(
     min_values: dict,
     max_drop: dict,
     reports_uri: str,
+    task_env: dict,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
     memory_limit: str,
 ):
-    """The open-model branch: tune on the CUDA trainer image with an accelerator, then judge and promote.
+    """The open-model branch: tune and evaluate on the CUDA trainer image with an accelerator, then promote.
 
-    On Vertex AI Pipelines the tuning task runs on a machine with ``accelerator_count`` x
+    On Vertex AI Pipelines the tuning and evaluation tasks run on a machine with ``accelerator_count`` x
     ``accelerator_type`` sized by ``cpu_limit``/``memory_limit``; under ``kfp.local`` the same
-    component runs on this machine's CPU.
+    components run on this machine's CPU.
 
     Args:
         provider: Tuner name (oss-lora).
         dataset_uri: Published dataset directory.
-        base_model: Base model: a ``gs://`` path, a local directory or a hub id.
+        base_model: Base model folder (config, tokenizer, safetensors): a ``gs://`` prefix (mirrored into
+            the task) or a local path such as a ``/gcs/BUCKET/...`` mount.
         hyperparameters: LoRA trainer settings.
         registry_uri: Registry root.
         model_name: Registry model name.
         min_values: Value thresholds ``{metric: minimum}``.
         max_drop: ``{metric: largest allowed drop}`` against the champion.
         reports_uri: Where run summaries are written ("" = artifacts only).
+        task_env: Environment of the tune and evaluate tasks (credential locations, regions).
         accelerator_type: Vertex accelerator, e.g. NVIDIA_L4, NVIDIA_TESLA_A100.
         accelerator_count: Accelerators on the tuning task.
         cpu_limit: vCPUs of the tuning task (Vertex picks the machine type from these limits).
         memory_limit: Memory of the tuning task, e.g. 32G.
     """
-    tune = (
-        tune_model(
-            provider=provider,
-            dataset_uri=dataset_uri,
-            base_model=base_model,
-            hyperparameters=hyperparameters,
-            budget_usd=0.0,
-        )
-        .set_container_image(GPU_IMAGE)
-        .set_accelerator_type(accelerator_type)
-        .set_accelerator_limit(accelerator_count)
-        .set_cpu_limit(cpu_limit)
-        .set_memory_limit(memory_limit)
+    gpu = (accelerator_type, accelerator_count, cpu_limit, memory_limit)
+    tune = tune_model(
+        provider=provider,
+        dataset_uri=dataset_uri,
+        base_model=base_model,
+        hyperparameters=hyperparameters,
+        budget_usd=0.0,
+        task_env=task_env,
     )
-    _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri)
+    _on_gpu(tune, *gpu)
+    # The candidate (and a LoRA champion) answer the eval prompts by generation: also on the GPU image.
+    evaluate = _judge(
+        tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env
+    )
+    _on_gpu(evaluate, *gpu)
 
 
 @dsl.pipeline(name="tune-and-promote")
@@ -146,6 +165,7 @@ def tune_and_promote(
     min_values: dict = DEFAULT_MIN_VALUES,
     max_drop: dict = DEFAULT_MAX_DROP,
     reports_uri: str = "",
+    task_env: dict = {},
     accelerator_type: str = DEFAULT_ACCELERATOR,
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
@@ -165,6 +185,9 @@ def tune_and_promote(
         min_values: Value thresholds ``{metric: minimum}`` (first run: the only rules).
         max_drop: ``{metric: largest allowed drop}`` against the champion on the same eval rows.
         reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
+        task_env: Environment of the tune and evaluate tasks, which Vertex does not give them:
+            ``<NAME>_SECRET`` Secret Manager version names of credentials (e.g.
+            ``OPENAI_API_KEY_SECRET``) and settings such as ``AWS_REGION``; never a credential itself.
         accelerator_type: oss-lora tuning task's accelerator on Vertex (default one NVIDIA_L4).
         accelerator_count: oss-lora tuning task's accelerator count.
         cpu_limit: oss-lora tuning task's vCPUs.
@@ -178,6 +201,7 @@ def tune_and_promote(
         min_values=min_values,
         max_drop=max_drop,
         hyperparameters=hyperparameters,
+        task_env=task_env,
     )
     for name in CPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
@@ -192,6 +216,7 @@ def tune_and_promote(
                 min_values=min_values,
                 max_drop=max_drop,
                 reports_uri=reports_uri,
+                task_env=task_env,
             )
     for name in GPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
@@ -205,6 +230,7 @@ def tune_and_promote(
                 min_values=min_values,
                 max_drop=max_drop,
                 reports_uri=reports_uri,
+                task_env=task_env,
                 accelerator_type=accelerator_type,
                 accelerator_count=accelerator_count,
                 cpu_limit=cpu_limit,

@@ -12,11 +12,14 @@ from typing import Annotated
 
 import typer
 
+from tuneloop.selfplay.cli import npz_app
+
 app = typer.Typer(help="tuneloop: keep models improving on their own data.", no_args_is_help=True)
 registry_app = typer.Typer(
     help="Inspect the model registry and roll the champion back.", no_args_is_help=True
 )
 app.add_typer(registry_app, name="registry")
+app.add_typer(npz_app, name="npz")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -89,7 +92,7 @@ def validate(
 
 @app.command()
 def run(
-    pipeline: Annotated[str, typer.Argument(help="export-dataset, tune-and-promote or continuous-tuning.")],
+    pipeline: Annotated[str, typer.Argument(help="export-dataset, tune-and-promote, continuous-tuning or selfplay-training.")],
     param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE (JSON values allowed).")] = [],  # noqa: B006
     pipeline_root: Annotated[Path, typer.Option(help="Where local runs keep their artifacts.")] = Path(
         ".tuneloop/runs"
@@ -117,26 +120,26 @@ def compile_cmd(
 
 @registry_app.command("show")
 def registry_show(
-    registry: Annotated[str, typer.Option(help="Registry root (directory or gs:// prefix).")],
+    registry: Annotated[str, typer.Option(help="Registry: a directory, a gs:// prefix, or vertex://PROJECT/REGION?artifact_root=gs://...")],
     model: Annotated[str, typer.Option(help="Model name.")] = "support-intent",
 ) -> None:
     """List versions with their metrics and the champion alias history."""
-    from tuneloop.registry import FileRegistry
+    from tuneloop.registry import open_registry
 
-    typer.echo(json.dumps(FileRegistry(registry, model).show(), indent=2, sort_keys=True, default=str))
+    typer.echo(json.dumps(open_registry(registry, model).show(), indent=2, sort_keys=True, default=str))
 
 
 @registry_app.command("rollback")
 def registry_rollback(
-    registry: Annotated[str, typer.Option(help="Registry root (directory or gs:// prefix).")],
+    registry: Annotated[str, typer.Option(help="Registry: a directory, a gs:// prefix, or vertex://PROJECT/REGION?artifact_root=gs://...")],
     model: Annotated[str, typer.Option(help="Model name.")] = "support-intent",
     reason: Annotated[str, typer.Option(help="Why, recorded in the alias history.")] = "manual rollback",
 ) -> None:
     """Make the previous champion current again."""
-    from tuneloop.registry import FileRegistry
+    from tuneloop.registry import open_registry
 
     try:
-        record = FileRegistry(registry, model).rollback(reason=reason)
+        record = open_registry(registry, model).rollback(reason=reason)
     except (LookupError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
     typer.echo(f"champion is now {record.version}")

@@ -43,7 +43,7 @@ def _table(run: int, summary: dict[str, Any], manifest: dict[str, Any] | None) -
         ("rows quarantined", _fmt(manifest and manifest.get("quarantined_at_extract"))),
         (
             "dataset (train/validation/eval)",
-            "/".join(str(v) for v in (manifest or {}).get("counts", {}).values()),
+            "/".join(str((manifest or {}).get("counts", {}).get(s, "-")) for s in ("train", "validation", "eval")),
         ),
         ("champion evaluated", _fmt(summary.get("champion_evaluated")) if champ else "none (first run)"),
     ]

@@ -10,6 +10,10 @@ asks for it when it builds its client, inside the running task:
 * :func:`google_credentials` returns a static token from ``GOOGLE_OAUTH_ACCESS_TOKEN`` (short-lived,
   e.g. ``gcloud auth print-access-token``) or Application Default Credentials.
 * AWS credentials are left to boto3's own chain (environment, profile, instance/task role).
+* :func:`apply_task_env` sets a task's environment from the pipeline's ``task_env`` parameter: where to
+  find credentials (``OPENAI_API_KEY_SECRET=projects/p/secrets/openai/versions/latest``) and plain
+  settings (``AWS_REGION``, ``GOOGLE_CLOUD_LOCATION``), never a credential itself. Vertex AI Pipelines
+  gives a task no environment of its own, so this is how a scheduled run finds its keys.
 
 :func:`scan_for_secrets` finds credential-looking strings in text (a CI check over compiled YAML).
 """
@@ -140,6 +144,67 @@ def google_credentials(environ: Mapping[str, str] | None = None) -> tuple[Any, s
             "no Google credentials: run on a service account (Vertex AI Pipelines does), run "
             f"`gcloud auth application-default login`, or set {GOOGLE_TOKEN_ENV}"
         ) from exc
+
+
+# Plain settings a task_env may carry (values are stored in the run's spec: nothing secret).
+TASK_ENV_SETTINGS = frozenset({
+    "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+    "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "ANTHROPIC_BASE_URL", "GOOGLE_VERTEX_BASE_URL",
+})
+# Credentials boto3 reads from the environment itself: resolved from Secret Manager into the task's env.
+AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def check_task_env(task_env: Mapping[str, Any]) -> dict[str, str]:
+    """Validate a ``task_env`` parameter; returns it as ``{name: value}`` strings.
+
+    Allowed: ``<NAME>_SECRET`` set to a Secret Manager version name, and the plain settings in
+    :data:`TASK_ENV_SETTINGS`.
+
+    Raises:
+        ValueError: another name, a value that is not a version name, or a value that looks like a key.
+    """
+    if not isinstance(task_env, Mapping):
+        raise ValueError(f"task_env must be an object of NAME: value, got {type(task_env).__name__}")
+    out: dict[str, str] = {}
+    for name, value in task_env.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"task_env.{name}: {value!r} must be a non-empty string")
+        if scan_for_secrets(value):
+            raise ValueError(
+                f"task_env.{name} holds what looks like a credential; pipeline parameters are stored in plain "
+                f"text. Put it in Secret Manager and pass {name}{'' if name.endswith(SECRET_SUFFIX) else SECRET_SUFFIX}"
+                "=projects/<project>/secrets/<name>/versions/latest instead"
+            )
+        if name.endswith(SECRET_SUFFIX) and re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            if not _VERSION_NAME.match(value.strip()):
+                raise ValueError(
+                    f"task_env.{name}={value!r} is not a Secret Manager version name; write "
+                    "projects/<project>/secrets/<name>/versions/latest"
+                )
+        elif name not in TASK_ENV_SETTINGS:
+            raise ValueError(
+                f"task_env: {name!r} is not allowed; pass <NAME>_SECRET=projects/<p>/secrets/<s>/versions/<v> "
+                f"for a credential, or one of the settings {sorted(TASK_ENV_SETTINGS)}"
+            )
+        out[str(name)] = value.strip()
+    return out
+
+
+def apply_task_env(task_env: Mapping[str, Any] | None, environ: Any = None) -> list[str]:
+    """Set this task's environment from ``task_env`` (see :func:`check_task_env`); returns the names set.
+
+    AWS credential references (``AWS_ACCESS_KEY_ID_SECRET`` ...) are read from Secret Manager here,
+    because boto3 reads its credentials from the environment and knows nothing of Secret Manager; the
+    other ``*_SECRET`` names are read by the provider when it builds its client.
+    """
+    environ = os.environ if environ is None else environ
+    checked = check_task_env(task_env or {})
+    environ.update(checked)
+    for name in AWS_CREDENTIALS:
+        if name + SECRET_SUFFIX in checked:
+            environ[name] = get_secret(name, environ={name + SECRET_SUFFIX: checked[name + SECRET_SUFFIX]})
+    return sorted(checked)
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

@@ -42,6 +42,7 @@ def check_config(
     model_name: str,
     thresholds: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
+    task_env: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate the run's parameters; raise ConfigError naming the parameter, the value and the fix."""
     from tuneloop.evaluation import Thresholds
@@ -64,12 +65,29 @@ def check_config(
         raise ConfigError("registry_uri is empty; pass a directory or gs:// prefix for the model registry")
     if not model_name or not all(c.isalnum() or c in "-_" for c in model_name):
         raise ConfigError(f"model_name={model_name!r} must be non-empty letters, digits, '-' or '_'")
+    from tuneloop.registry import VERTEX_SCHEME, open_registry
+
+    try:
+        open_registry(registry_uri, model_name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if registry_uri.startswith(VERTEX_SCHEME) and provider in HOSTED_PROVIDERS:
+        raise ConfigError(
+            f"registry_uri={registry_uri!r}: a {provider} model lives at its provider, not in Vertex Model "
+            "Registry; record it in the file registry (a directory or gs:// prefix)"
+        )
     try:
         parsed = Thresholds.from_dict(dict(thresholds))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"thresholds={dict(thresholds)!r} is invalid: {exc}") from exc
     if not isinstance(hyperparameters, Mapping):
         raise ConfigError(f"hyperparameters must be an object, got {type(hyperparameters).__name__}")
+    from tuneloop.secrets import check_task_env
+
+    try:
+        check_task_env(task_env or {})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     return {"provider": provider, "thresholds": parsed.to_dict(), "hyperparameters": dict(hyperparameters)}
 
 
@@ -180,15 +198,19 @@ def tune(
     model_dir: str,
     job_record_path: str,
     budget_usd: float = 0.0,
+    task_env: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the provider's tuning job; the model artifact lands in ``model_dir``.
 
     ``budget_usd`` (> 0) caps a hosted provider's training cost; it fills ``hyperparameters.budget_usd``
-    when that is not set, and is refused for a provider that spends nothing remotely.
+    when that is not set, and is refused for a provider that spends nothing remotely. ``task_env`` is
+    applied to this process's environment first (see :func:`tuneloop.secrets.apply_task_env`).
     """
     from tuneloop.providers import get_provider
     from tuneloop.providers.base import TuneRequest, run_job
+    from tuneloop.secrets import apply_task_env
 
+    apply_task_env(task_env)
     hyperparameters = dict(hyperparameters)
     if budget_usd and budget_usd < 0:
         raise ConfigError(f"budget_usd={budget_usd} must be >= 0 (0 = no pipeline-level budget)")
@@ -242,11 +264,17 @@ def evaluate(
     model_name: str,
     thresholds: Mapping[str, Any],
     blessing_path: str,
+    task_env: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Candidate and current champion answer the same eval split; metrics, paired test, blessing."""
-    from tuneloop.evaluation import Thresholds, compute_metrics, decide, mcnemar
-    from tuneloop.registry import FileRegistry
+    """Candidate and current champion answer the same eval split; metrics, paired test, blessing.
 
+    ``task_env`` is applied to this process's environment first (the providers' credentials).
+    """
+    from tuneloop.evaluation import Thresholds, compute_metrics, decide, mcnemar
+    from tuneloop.registry import model_ref_of, open_registry
+    from tuneloop.secrets import apply_task_env
+
+    apply_task_env(task_env)
     ds = datasets.load_dataset(dataset_uri, splits=("eval",))
     rows = ds.splits["eval"]
     if not rows:
@@ -259,11 +287,11 @@ def evaluate(
     cand_pred, cand_raw = _predict_labels(provider, card["model_ref"], rows, labels)
     cand_metrics = compute_metrics(truth, cand_pred, labels)
 
-    registry = FileRegistry(registry_uri, model_name)
+    registry = open_registry(registry_uri, model_name)
     champion = registry.champion()
     champ_metrics = paired = None
     if champion is not None:
-        champ_pred, _ = _predict_labels(champion.provider, champion.model_ref, rows, labels)
+        champ_pred, _ = _predict_labels(champion.provider, model_ref_of(champion), rows, labels)
         champ_metrics = compute_metrics(truth, champ_pred, labels)
         paired = mcnemar(truth, cand_pred, champ_pred)
     blessing = decide(
@@ -313,11 +341,14 @@ def promote(
     summary_path: str,
 ) -> dict[str, Any]:
     """Register the candidate and move ``champion`` by compare-and-set when blessed; always summarise."""
-    from tuneloop.registry import ChampionMoved, FileRegistry
+    from tuneloop.registry import ChampionMoved, open_registry
 
     blessing = json.loads(Path(blessing_path).read_text())
     card = json.loads((Path(model_dir) / "tuneloop-result.json").read_text())
-    registry = FileRegistry(registry_uri, model_name)
+    registry = open_registry(registry_uri, model_name)
+    # A model that lives in files is copied into the version (the task's folder goes with its run): only
+    # the folder predict reads (oss-lora's final model, not its checkpoints). Remote models stay remote.
+    local_model = Path(card["model_ref"]).is_dir()
     summary: dict[str, Any] = {
         "run": run_name,
         "provider": blessing["provider"],
@@ -333,7 +364,7 @@ def promote(
         record = registry.register(
             provider=blessing["provider"],
             model_ref=card["model_ref"],
-            model_dir=model_dir if Path(card["model_ref"]).exists() else None,
+            model_dir=card["model_ref"] if local_model else None,
             metrics=blessing["candidate_metrics"],
             data_hash=blessing["dataset_hash"],
             example_ids=card.get("train_example_ids", []),
@@ -370,9 +401,9 @@ def record_skip(
     stats: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A run that ends without training (not enough new data) is recorded, not failed."""
-    from tuneloop.registry import FileRegistry
+    from tuneloop.registry import open_registry
 
-    champion = FileRegistry(registry_uri, model_name).champion() if registry_uri else None
+    champion = open_registry(registry_uri, model_name).champion() if registry_uri else None
     summary = {
         "run": run_name,
         "provider": provider,

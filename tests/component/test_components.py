@@ -6,8 +6,6 @@ import json
 
 import pytest
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Metrics, Model
-
-from tuneloop import demo_data
 from tuneloop.components import (
     check_config,
     evaluate_model,
@@ -17,6 +15,8 @@ from tuneloop.components import (
     record_skip,
     tune_model,
 )
+
+from tuneloop import demo_data
 from tuneloop.stages import ConfigError
 from tuneloop.warehouse import duckdb_uri
 
@@ -34,6 +34,7 @@ def _config(**over):
         "min_values": {"macro_f1": 0.6},
         "max_drop": {"macro_f1": 0.05},
         "hyperparameters": {},
+        "task_env": {},
     }
     return {**base, **over}
 
@@ -49,6 +50,9 @@ def test_check_config_accepts_a_valid_run():
         ({"registry_uri": ""}, "registry_uri is empty"),
         ({"model_name": "my model"}, "model_name='my model'"),
         ({"min_values": {"f1_typo": 0.5}}, "thresholds="),
+        ({"task_env": {"OPENAI_API_KEY": "x"}}, "task_env: 'OPENAI_API_KEY' is not allowed"),
+        ({"task_env": {"OPENAI_API_KEY_SECRET": "sk-proj-abcdefghijklmnopqrstuvwx"}}, "looks like a credential"),
+        ({"task_env": {"OPENAI_API_KEY_SECRET": "openai-key"}}, "is not a Secret Manager version name"),
     ],
 )
 def test_check_config_names_the_bad_parameter(override, message):
@@ -91,6 +95,8 @@ def tuned(tmp_path):
         dataset_uri=prepared.dataset_uri,
         base_model="",
         hyperparameters={},
+        budget_usd=0.0,
+        task_env={},
         model=model,
         job=job,
     )
@@ -128,6 +134,7 @@ def test_evaluate_logs_metrics_and_confusion_matrix_and_promote_moves_the_champi
         model_name="support-intent",
         min_values={"macro_f1": 0.5},
         max_drop={"macro_f1": 0.05},
+        task_env={},
         metrics=metrics,
         classification=cm,
         blessing=blessing,
@@ -163,6 +170,7 @@ def test_no_thresholds_means_not_blessed_and_promotion_is_a_recorded_no_op(tuned
         model_name="support-intent",
         min_values={},
         max_drop={},
+        task_env={},
         metrics=_art(Metrics, tmp, "m"),
         classification=_art(ClassificationMetrics, tmp, "cm"),
         blessing=blessing,

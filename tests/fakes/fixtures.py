@@ -12,6 +12,8 @@ polls that do not wait (the stand-ins move a job one step per poll).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,27 @@ __all__ = [
     "stand_in_hyperparameters",
     "vertex_fake",
 ]
+
+
+# Session stand-ins shared by every module that imports these fixtures (tests/unit/hosted's conftest,
+# tests/local): each import is its own pytest fixture definition, but moto's backend is process-global,
+# so a second MotoBedrock would hook the same jobs and advance them by its own plans.
+_SHARED: dict[str, list[Any]] = {}  # name -> [server, users]
+
+
+@contextlib.contextmanager
+def _shared(name: str, start: Callable[[], Any]) -> Iterator[Any]:
+    """One server per process for ``name``, started on first use, stopped when its last user is done."""
+    entry = _SHARED.setdefault(name, [None, 0])
+    if entry[0] is None:
+        entry[0] = start()
+    entry[1] += 1
+    try:
+        yield entry[0]
+    finally:
+        entry[1] -= 1
+        if entry[1] == 0:
+            _SHARED.pop(name)[0].stop()
 
 
 def stand_in_hyperparameters(provider: str, method: str = "bedrock") -> tuple[str, dict[str, Any]]:
@@ -78,11 +101,14 @@ def gcs():
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    server = FakeGCSServer()
-    server.start()
-    storage.Client(project="tuneloop-test", credentials=AnonymousCredentials()).create_bucket(GCS_BUCKET)
-    yield server
-    server.stop()
+    def start():
+        server = FakeGCSServer()
+        server.start()
+        storage.Client(project="tuneloop-test", credentials=AnonymousCredentials()).create_bucket(GCS_BUCKET)
+        return server
+
+    with _shared("gcs", start) as server:
+        yield server
 
 
 @pytest.fixture
@@ -105,9 +131,8 @@ def moto_server():
     """moto's server (Bedrock control plane + S3) and the Bedrock runtime stand-in, for the session."""
     from tests.fakes.bedrock import MotoBedrock
 
-    server = MotoBedrock().start()
-    yield server
-    server.stop()
+    with _shared("moto", lambda: MotoBedrock().start()) as server:
+        yield server
 
 
 @pytest.fixture

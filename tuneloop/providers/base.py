@@ -6,7 +6,7 @@ the end (``wait``), stop it (``cancel``) and answer prompts with a tuned model (
 
 :func:`run_job` is the one place that makes a job idempotent and restart-safe, for every provider:
 
-1. the job key is a hash of dataset + base model + hyperparameters (:func:`job_key`);
+1. the job key is a hash of dataset + base model + the hyperparameters that shape training (:func:`job_key`);
 2. a job record already written by an earlier attempt of this task is resumed;
 3. otherwise ``provider.resume(key)`` adopts a live or finished job the provider already has;
 4. otherwise the job is submitted, and its id is written to the record *before* polling starts;
@@ -136,9 +136,17 @@ class Provider(abc.ABC):
 
 
 def job_key(dataset_hash: str, provider: str, base_model: str, hyperparameters: Mapping[str, Any]) -> str:
-    """Deterministic idempotency key: the same data + model + config always gives the same key."""
+    """Deterministic idempotency key: the same data + model + config always gives the same key.
+
+    Settings that say how to run rather than what to train (budget, deadline, polling, retries,
+    catalog path: ``hosted.NOT_IN_JOB_KEY``) are left out, so a rerun that only changes them adopts
+    the job already paid for instead of submitting another.
+    """
+    from tuneloop.providers.hosted import NOT_IN_JOB_KEY
+
+    trained = {k: v for k, v in hyperparameters.items() if k not in NOT_IN_JOB_KEY}
     payload = json.dumps(
-        {"dataset": dataset_hash, "provider": provider, "base_model": base_model, "hp": hyperparameters},
+        {"dataset": dataset_hash, "provider": provider, "base_model": base_model, "hp": trained},
         sort_keys=True,
         separators=(",", ":"),
         default=str,

@@ -686,11 +686,17 @@ def resolve_file(files: Mapping[str, str], fmt: str, split: str) -> str | None:
     """The rendered ``fmt`` file of ``split``: ``files[split]``, or its sibling ``<fmt>/<split>.jsonl``.
 
     A dataset keeps one folder per format (``<dataset>/<format>/<split>.jsonl``); when ``files``
-    points at another format's folder, the provider's own folder next to it is used.
+    points at another format's folder, the provider's own folder next to it is used. A dataset
+    published to ``gs://`` is mirrored locally first (:func:`tuneloop.storage.download_dir`), so the
+    path returned is always a local file that preflight validates and submit uploads.
     """
+    from tuneloop import storage
+
     path = files.get(split)
     if not path:
         return None
+    if storage.is_remote(path):
+        return _local_copy(path, fmt, split)
     p = Path(path)
     if p.parent.name != fmt:
         sibling = p.parent.parent / fmt / p.name
@@ -701,6 +707,23 @@ def resolve_file(files: Mapping[str, str], fmt: str, split: str) -> str | None:
             f"with the {fmt!r} format (prepare_dataset formats=[{fmt!r}])"
         )
     return path
+
+
+def _local_copy(uri: str, fmt: str, split: str) -> str | None:
+    """The local mirror of the remote ``fmt`` file of ``split`` (None when the dataset has no such file)."""
+    from tuneloop import storage
+
+    folder, _, name = uri.rstrip("/").rpartition("/")
+    dataset, _, fmt_dir = folder.rpartition("/")
+    wanted = storage.join(dataset, fmt)
+    if name in storage.list_files(wanted):  # storage errors (credentials, permissions) propagate as they are
+        return str(storage.download_dir(wanted) / name)
+    if fmt_dir != fmt:
+        raise PreflightError(
+            f"files[{split!r}]={uri!r} is not a {fmt!r} file and {storage.join(wanted, name)} does not exist; "
+            f"render the dataset with the {fmt!r} format (prepare_dataset formats=[{fmt!r}])"
+        )
+    return None
 
 
 def check_file(path: str, fmt: str, info, *, split: str, epochs: int | None, catalog=None):

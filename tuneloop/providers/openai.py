@@ -346,9 +346,10 @@ class OpenAIProvider(Provider):
     def predict(self, model_ref: str, examples: Sequence[Example]) -> list[str]:
         """One chat completion per example (temperature 0), its text as the raw answer."""
         policy = self.predict_policy
+        client = self.client  # built once here, not by each worker thread racing to build it
 
         def ask(example: Example) -> str:
-            r = self.client.chat.completions.create(
+            r = client.chat.completions.create(
                 model=model_ref,
                 messages=hosted.prompt_messages(example),
                 temperature=0,

@@ -344,3 +344,171 @@ def promote(
         },
         lineage=lineage,
     )
+
+
+# -- glue for the KFP components (components/selfplay.py) ------------------------------------------
+# KFP passes dict and list parameters as JSON, where every number arrives as a float, and a registry
+# may hold its models under gs://; these helpers take the values as a component receives them.
+
+
+def check_config(
+    registry_root: str, model_name: str, config_name: str, thresholds: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The first task: check the run's parameters, then read the champion the candidate will face.
+
+    Returns:
+        ``{"version", "model_dir", "generation"}`` of the champion (``"", "", 0`` when there is none;
+        ``generation`` is the data generation of the games it plays) and the checked ``thresholds``.
+
+    Raises:
+        ConfigError: a parameter is invalid, or the champion plays another board config.
+    """
+    from tuneloop.registry import FileRegistry
+    from tuneloop.stages import ConfigError
+
+    try:
+        board_config(config_name)
+    except ValueError as exc:
+        raise ConfigError(f"board_config={config_name!r} is invalid: {exc}") from exc
+    try:
+        checked = asdict(PromotionThresholds.from_dict(dict(thresholds or {})))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"thresholds={dict(thresholds or {})!r} is invalid: {exc}") from exc
+    if not registry_root:
+        raise ConfigError("registry_uri is empty; pass a directory or gs:// prefix for the model registry")
+    try:
+        rec = FileRegistry(registry_root, model_name).champion()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if rec is None:
+        return {"version": "", "model_dir": "", "generation": 0, "thresholds": checked}
+    plays = (rec.config or {}).get("board_config")
+    if plays and plays != config_name:
+        raise ConfigError(
+            f"board_config={config_name!r}, but the champion {rec.version} of {model_name!r} plays "
+            f"{plays!r}; use one model_name per board config"
+        )
+    generation = (rec.config or {}).get("generation") or 0
+    return {
+        "version": rec.version,
+        "model_dir": rec.model_uri or "",
+        "generation": int(generation),
+        "thresholds": checked,
+    }
+
+
+def plan(
+    config_name: str,
+    total_games: int,
+    num_shards: int,
+    seed: int = 0,
+    model_dir: str = "",
+    generation: int = 0,
+) -> list[dict[str, Any]]:
+    """:func:`plan_shards` for one board config; every shard names the net that plays it.
+
+    ``model_dir`` is the champion (net-guided PUCT self-play, data ``generation``); "" = rollout MCTS.
+    """
+    shards = plan_shards({config_name: 1.0}, total_games, num_shards, seed=seed)
+    return [{**s, "generation": int(generation), "model_dir": model_dir or ""} for s in shards]
+
+
+def local_dir(uri: str | None) -> str | None:
+    """A model directory this process can read: a ``gs://`` tree is mirrored locally first."""
+    if not uri:
+        return None
+    from tuneloop import storage
+
+    return str(storage.download_dir(uri)) if storage.is_remote(uri) else uri
+
+
+def play_shard(shard: Mapping[str, Any], out_npz: str, simulations: int = 200, uct_c: float = 0.5) -> dict:
+    """Play one :func:`plan` entry (a ParallelFor item) with :func:`selfplay_shard`."""
+    return selfplay_shard(
+        str(shard["config_name"]),
+        int(shard["games"]),
+        simulations=simulations,
+        uct_c=uct_c,
+        seed=int(shard["seed"]),
+        generation=int(shard.get("generation") or 0),
+        model_dir=local_dir(shard.get("model_dir")),
+        out_npz=out_npz,
+    )
+
+
+def _scalars(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out |= _scalars(v, f"{prefix}{k}_")
+        elif isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf"):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def train_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of :func:`train`'s result, flat (``val_loss``, ``final_train_loss``, ...)."""
+    return _scalars({k: v for k, v in metrics.items() if k not in ("threads", "start_step")})
+
+
+def gauntlet_metrics(results: Mapping[str, Any]) -> dict[str, float]:
+    """``win_rate_vs_<opponent>``, ``games_vs_<opponent>``, CI bounds and ``elo_<player>``."""
+    out: dict[str, float] = {}
+    for name, p in (results.get("pairings") or {}).items():
+        for key in ("win_rate", "games", "ci_low", "ci_high"):
+            if p.get(key) is not None:
+                out[f"{key}_vs_{name}"] = float(p[key])
+    return out | {f"elo_{k}": float(v) for k, v in (results.get("elo") or {}).items()}
+
+
+def promote_and_report(
+    *,
+    results_path: str,
+    model_dir: str,
+    combined_dir: str,
+    thresholds: Mapping[str, Any] | None,
+    registry_root: str,
+    model_name: str,
+    run_name: str,
+    reports_uri: str,
+    summary_path: str,
+) -> dict[str, Any]:
+    """Decide (:func:`decide_promotion`), :func:`promote` when blessed, and always write the summary.
+
+    Empty ``thresholds`` are no thresholds: not blessed (fail closed).
+
+    Raises:
+        ChampionMoved: another run moved the champion after the gauntlet (the summary says so first).
+    """
+    from tuneloop.registry import ChampionMoved, FileRegistry
+    from tuneloop.stages import write_summary
+
+    results = json.loads(Path(results_path).read_text())
+    decision = decide_promotion(results, dict(thresholds) if thresholds else None)
+    info = npz.read_dir_info(combined_dir).get("combine", {})
+    summary: dict[str, Any] = {
+        "run": run_name,
+        "provider": "selfplay",
+        "board_config": results.get("config_name"),
+        "training_set": {k: info.get(k) for k in ("num_games", "num_positions", "generation", "fallback")},
+        "gauntlet": gauntlet_metrics(results),
+        "champion_evaluated": results.get("previous_best_version"),
+        "decision": decision,
+        "registered_version": None,
+        "promoted_version": None,
+    }
+    conflict: Exception | None = None
+    try:
+        out = promote(
+            registry_root, model_name, model_dir, results, decision, combined_dir, {"run": run_name}
+        )
+        summary.update(registered_version=out["registered_version"], promoted_version=out["promoted_version"])
+    except ChampionMoved as exc:
+        conflict = exc
+        summary["decision"] = {**decision, "reason": f"not promoted: {exc}"}
+    champ = FileRegistry(registry_root, model_name).champion()
+    summary["champion_after"] = champ.version if champ else None
+    summary["summary_uri"] = write_summary(summary, summary_path, reports_uri, run_name)
+    if conflict is not None:
+        raise conflict
+    return summary

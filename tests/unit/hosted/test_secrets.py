@@ -60,6 +60,43 @@ def test_secret_manager_failures_are_explained(secret_manager, monkeypatch):
         secrets.read_secret_version("projects/tuneloop-test/secrets/k/versions/1")
 
 
+def test_task_env_points_a_vertex_task_at_its_credentials(secret_manager, monkeypatch):
+    """Vertex gives a task no environment: the pipeline's task_env says where the keys are."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    secret_manager.add("projects/tuneloop-test/secrets/aws-key-id", "AKIAFAKEKEYFORTESTS1")
+    secret_manager.add("projects/tuneloop-test/secrets/aws-secret", "fake-secret-access-key")
+    env: dict[str, str] = {}
+    monkeypatch.setattr(secrets.os, "environ", env)  # this test's own environment, as a task's
+    env.update({secrets.SECRET_MANAGER_ENDPOINT_ENV: secret_manager.url, secrets.GOOGLE_TOKEN_ENV: "tok"})
+    applied = secrets.apply_task_env({
+        "AWS_ACCESS_KEY_ID_SECRET": "projects/tuneloop-test/secrets/aws-key-id/versions/latest",
+        "AWS_SECRET_ACCESS_KEY_SECRET": "projects/tuneloop-test/secrets/aws-secret/versions/latest",
+        "AWS_REGION": "us-west-2",
+    })
+    assert applied == ["AWS_ACCESS_KEY_ID_SECRET", "AWS_REGION", "AWS_SECRET_ACCESS_KEY_SECRET"]
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIAFAKEKEYFORTESTS1" and env["AWS_REGION"] == "us-west-2"
+    assert env["AWS_SECRET_ACCESS_KEY"] == "fake-secret-access-key"
+    import boto3
+
+    creds = boto3.Session().get_credentials()  # boto3's own chain now finds them
+    assert creds.access_key == "AKIAFAKEKEYFORTESTS1"
+
+
+@pytest.mark.parametrize(
+    ("task_env", "message"),
+    [
+        ({"OPENAI_API_KEY": "sk-proj-abcdefghijklmnopqrstuvwxyz"}, "looks like a credential"),
+        ({"PATH": "/bin"}, "'PATH' is not allowed"),
+        ({"OPENAI_API_KEY_SECRET": "my-key"}, "not a Secret Manager version name"),
+        ({"AWS_REGION": ""}, "must be a non-empty string"),
+    ],
+)
+def test_task_env_refuses_anything_but_references_and_settings(task_env, message):
+    with pytest.raises(ValueError, match=message):
+        secrets.check_task_env(task_env)
+
+
 def test_google_token_from_environment():
     creds, project = secrets.google_credentials({"GOOGLE_OAUTH_ACCESS_TOKEN": "tok", "GOOGLE_CLOUD_PROJECT": "p"})
     assert creds.token == "tok" and creds.valid and project == "p"

@@ -2,6 +2,7 @@
 
 Everything is built offline from seeds (tuneloop.providers.oss_lora.tiny); the base is pre-trained
 once per session (a few seconds), because a random base cannot learn anything through LoRA alone.
+``tiny_base`` and ``topic_data`` live in tests/oss_lora_fixtures.py, shared with tests/local.
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from tuneloop.examples import Example, dataset_hash  # noqa: E402
+from tests import oss_lora_fixtures as shared  # noqa: E402
+from tests.fakes.fixtures import gcs  # noqa: E402,F401 - fake-gcs-server, for gs:// base models
+from tuneloop.examples import dataset_hash  # noqa: E402
 from tuneloop.providers.base import TuneRequest, TuneResult, job_key, run_job  # noqa: E402
 from tuneloop.providers.oss_lora import OssLoraProvider, tiny  # noqa: E402
+
+TopicData = shared.TopicData
+tiny_base = shared.tiny_base  # session fixtures, built once per process with tests/local's
+topic_data = shared.topic_data
 
 # The run every "does it learn" test reads: small, but enough steps for held-out exact match to rise.
 TRAIN_HP = {
@@ -28,24 +35,6 @@ TRAIN_HP = {
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return tiny.build_tokenizer()
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> str:
-    return str(tiny.build_base(tmp_path_factory.mktemp("tiny") / "base"))
-
-
-@dataclass(frozen=True)
-class TopicData:
-    train: list[Example]
-    validation: list[Example]
-    eval: list[Example]
-
-
-@pytest.fixture(scope="session")
-def topic_data() -> TopicData:
-    return TopicData(tiny.topic_examples(400, seed=1), tiny.topic_examples(40, seed=2),
-                     tiny.topic_examples(100, seed=3))
 
 
 def build_request(base: str, data: TopicData, output_dir: Path, **hp) -> TuneRequest:

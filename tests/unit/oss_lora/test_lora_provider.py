@@ -41,8 +41,8 @@ def test_preflight_counts_tokens_and_refuses_bad_requests(tiny_base, topic_data,
     assert report.provider == "oss-lora" and report.examples == len(topic_data.train) and report.training_tokens > 0
     with pytest.raises(PreflightError, match="unknown key.*'lr'"):
         provider.preflight(make_request(tiny_base, topic_data, tmp_path, lr=1e-3))
-    with pytest.raises(PreflightError, match="base_model: 'gs://.*local folder"):
-        provider.preflight(make_request("gs://bucket/models/phi-3", topic_data, tmp_path))
+    with pytest.raises(PreflightError, match="base_model: 'hf://.*not a gs:// folder or a local path"):
+        provider.preflight(make_request("hf://org/phi-3", topic_data, tmp_path))
     with pytest.raises(PreflightError, match="no config.json"):
         provider.preflight(make_request(str(tmp_path), topic_data, tmp_path))
     silent = make_example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo", "weight": 0}])
@@ -78,3 +78,25 @@ def test_cancelled_job_stops_with_a_checkpoint_and_a_rerun_continues_it(tiny_bas
     result = run_job(retry, request, record_path=tmp_path / "record.json", log=lambda _: None)
     assert result.detail["resumed"] is True and result.metrics["steps"] == 8
     assert json.loads((run_dir / "job.json").read_text())["state"] == "succeeded"
+
+
+def test_a_gs_base_model_is_mirrored_and_the_trained_model_names_it(tiny_base, topic_data, tmp_path,
+                                                                     make_request, gcs, monkeypatch):
+    """Production weights live under gs://: train from there, and predict in another "container"."""
+    import uuid
+
+    from tuneloop import storage
+
+    monkeypatch.setenv("TUNELOOP_CACHE_DIR", str(tmp_path / "cache-a"))
+    uri = f"gs://tuneloop-staging/models/tiny-{uuid.uuid4().hex[:8]}"
+    storage.upload_dir(tiny_base, uri)
+    with pytest.raises(PreflightError, match="no such directory"):
+        OssLoraProvider().preflight(make_request(uri + "-missing", topic_data, tmp_path))
+    request = make_request(uri, topic_data, tmp_path / "runs", max_steps=2, eval_interval=2, merge=False)
+    provider = OssLoraProvider(output_dir=request.output_dir, log=lambda _: None)
+    result = run_job(provider, request, record_path=tmp_path / "job.json", log=lambda _: None)
+    assert ckpt.read_manifest(result.model_ref)["base_model"] == uri
+    # a fresh task: nothing of the first one's mirror is left, the base is fetched again by its URI
+    monkeypatch.setenv("TUNELOOP_CACHE_DIR", str(tmp_path / "cache-b"))
+    answers = OssLoraProvider().predict(result.model_ref, topic_data.validation[:3])
+    assert len(answers) == 3 and (tmp_path / "cache-b").is_dir()

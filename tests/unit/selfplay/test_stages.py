@@ -67,3 +67,13 @@ def test_importing_the_stages_does_not_import_torch():
     code = "import sys, tuneloop.selfplay.stages, tuneloop.selfplay.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_pipeline_defaults_are_the_engines():
+    import importlib
+
+    selfplay_training = importlib.import_module("tuneloop.pipelines.selfplay_training")
+
+    assert selfplay_training.DEFAULT_MIN_GAMES == stages.DEFAULT_MIN_GAMES == 1000
+    engine = {k: stages.DEFAULT_THRESHOLDS[k] for k in selfplay_training.DEFAULT_THRESHOLDS}
+    assert selfplay_training.DEFAULT_THRESHOLDS == engine

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneloop import storage
 from tuneloop.examples import Example
 from tuneloop.providers.oss_lora import checkpoint as ckpt
 from tuneloop.providers.oss_lora.data import encode_prompt
@@ -60,6 +61,8 @@ def load_predictor(model_dir: str | Path, *, device: str = "auto", use_merged: b
         model = auto.from_pretrained(merged, **kwargs)
     else:
         base = manifest["base_model"]
+        if storage.is_gcs(base):  # trained from a gs:// folder: mirror it here (cached)
+            base = str(storage.download_dir(base))
         if not (Path(base) / "config.json").is_file():
             raise FileNotFoundError(
                 f"{model_dir}: its base model {base!r} is not a local folder any more; put the base weights "

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tuneloop import storage
 from tuneloop.examples import Example, utc_now
 from tuneloop.providers.base import (
     JobHandle,
@@ -30,6 +31,25 @@ from tuneloop.providers.oss_lora import checkpoint as ckpt
 from tuneloop.providers.oss_lora.config import ConfigError, LoraConfig
 
 JOB_RECORD = "job.json"
+
+
+def local_base_model(base_model: str) -> str:
+    """A local folder holding ``base_model``: itself, or a cached mirror of a ``gs://`` folder.
+
+    Raises:
+        PreflightError: another remote scheme (hub ids need a snapshot folder: the GPU image runs offline).
+    """
+    if storage.is_gcs(base_model):
+        try:
+            return str(storage.download_dir(base_model))
+        except storage.StorageError as exc:
+            raise PreflightError(f"base_model: {base_model!r}: {exc}") from exc
+    if "://" in base_model:
+        raise PreflightError(
+            f"base_model: {base_model!r} is not a gs:// folder or a local path; put the weights (config.json, "
+            "tokenizer, safetensors) under a gs:// prefix or a local folder and pass that"
+        )
+    return base_model
 
 
 def labels_of(request: TuneRequest) -> tuple[str, ...]:
@@ -94,12 +114,7 @@ class OssLoraProvider(Provider):
         from tuneloop.providers.oss_lora.data import TemplateError, encode_chat
 
         config = self.config_of(request)
-        base = request.base_model
-        if "://" in base:
-            raise PreflightError(
-                f"base_model: {base!r} is remote; the oss-lora trainer reads a local folder — copy the "
-                "weights into the container (gsutil cp -r / hub snapshot) and pass that path"
-            )
+        base = local_base_model(request.base_model)
         if not (Path(base) / "config.json").is_file():
             raise PreflightError(f"base_model: {base!r} has no config.json; pass a folder with the model files")
         if not request.train:
@@ -183,8 +198,11 @@ class OssLoraProvider(Provider):
         self._write_record(run_dir, {**record, "state": "running", "started_at": utc_now()})
         labels = labels_of(request) if config.task == "sequence-classification" else ()
         try:
-            result = train(config, request.train, request.validation, base_model=request.base_model,
+            result = train(config, request.train, request.validation, base_model=local_base_model(request.base_model),
                            run_dir=run_dir, labels=labels, data_hash=request.dataset_hash, log=self.log, stop=stop)
+            if storage.is_gcs(request.base_model):  # the model folder names the base by its URI, not the mirror
+                manifest = ckpt.read_manifest(result.model_dir)
+                ckpt.write_manifest(result.model_dir, {**manifest, "base_model": request.base_model})
         except TrainingStopped as exc:
             late = timer.finished.is_set()  # the deadline fired (a cancel sets the event, not the timer)
             why = f"the deadline of {deadline_s:.0f}s passed" if late else "it was cancelled"

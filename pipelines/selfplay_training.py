@@ -1,0 +1,238 @@
+"""selfplay-training: self-play shards -> combined training set -> net on a GPU -> gauntlet -> promote."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input
+from tuneloop.components.images import GPU_IMAGE
+from tuneloop.components.promote import record_skip
+from tuneloop.components.selfplay import (
+    check_selfplay_config,
+    combine_exports,
+    gate_training_set,
+    plan_selfplay_shards,
+    play_selfplay_shard,
+    promote_selfplay,
+    run_gauntlet,
+    train_policy_value_net,
+)
+from tuneloop.pipelines.tune_and_promote import DEFAULT_ACCELERATOR, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT
+
+# The original system's numbers, as literals: compiling must not import the engine (numpy, OpenSpiel).
+# tests/unit/selfplay/test_stages.py checks they equal tuneloop.selfplay's defaults.
+DEFAULT_MIN_GAMES = 1000
+DEFAULT_THRESHOLDS = {"min_vs_random": 0.85, "min_vs_heuristic": 0.60, "min_vs_best": 0.45}
+
+# OpenSpiel and torch are installed in the trainer image (containers/trainer-gpu: extras gcp, lora,
+# selfplay), not in the base image; the tasks that play games run on it too, without an accelerator.
+PLAY_IMAGE = GPU_IMAGE
+
+
+@dsl.pipeline(name="selfplay-train-judge-promote")
+def train_judge_promote(
+    training_set: Input[Dataset],
+    board_config: str,
+    blocks: int,
+    channels: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    champion_version: str,
+    champion_dir: str,
+    gauntlet_games: int,
+    candidate_simulations: int,
+    heuristic_simulations: int,
+    thresholds: dict,
+    registry_uri: str,
+    model_name: str,
+    reports_uri: str,
+    accelerator_type: str,
+    accelerator_count: int,
+    cpu_limit: str,
+    memory_limit: str,
+):
+    """Train a candidate net on the CUDA trainer image, play the gauntlet, promote if it clears the bars.
+
+    Args:
+        training_set: The combined training set.
+        board_config: Board config the net plays.
+        blocks: Residual blocks of the net.
+        channels: Channels per block.
+        steps: Optimizer steps.
+        batch_size: Positions per step.
+        lr: Learning rate.
+        seed: Seeds training and the gauntlet.
+        champion_version: The champion the candidate must not regress against ("" = first generation).
+        champion_dir: The champion's model directory.
+        gauntlet_games: Most games per gauntlet pairing.
+        candidate_simulations: PUCT simulations per candidate move in the gauntlet.
+        heuristic_simulations: Rollout-MCTS simulations of the heuristic opponent.
+        thresholds: Promotion thresholds (checked by the first task).
+        registry_uri: Registry root.
+        model_name: Registry model name.
+        reports_uri: Where run summaries are written ("" = artifacts only).
+        accelerator_type: Vertex accelerator of the training task, e.g. NVIDIA_L4.
+        accelerator_count: Accelerators on the training task.
+        cpu_limit: vCPUs of the training task.
+        memory_limit: Memory of the training task.
+    """
+    train = (
+        train_policy_value_net(
+            training_set=training_set,
+            blocks=blocks,
+            channels=channels,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+        )
+        .set_container_image(GPU_IMAGE)
+        .set_accelerator_type(accelerator_type)
+        .set_accelerator_limit(accelerator_count)
+        .set_cpu_limit(cpu_limit)
+        .set_memory_limit(memory_limit)
+    )
+    gauntlet = run_gauntlet(
+        model=train.outputs["model"],
+        board_config=board_config,
+        previous_best_dir=champion_dir,
+        previous_best_version=champion_version,
+        games=gauntlet_games,
+        candidate_simulations=candidate_simulations,
+        heuristic_simulations=heuristic_simulations,
+        seed=seed,
+    ).set_container_image(PLAY_IMAGE)
+    promote_selfplay(
+        results=gauntlet.outputs["results"],
+        model=train.outputs["model"],
+        training_set=training_set,
+        thresholds=thresholds,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        reports_uri=reports_uri,
+    )
+
+
+@dsl.pipeline(name="selfplay-training")
+def selfplay_training(
+    registry_uri: str,
+    model_name: str = "hex8-agent",
+    board_config: str = "hex8_2p",
+    total_games: int = 2000,
+    num_shards: int = 8,
+    simulations: int = 200,
+    uct_c: float = 0.5,
+    seed: int = 0,
+    freshness_half_life: float = 2.0,
+    min_games: int = DEFAULT_MIN_GAMES,
+    blocks: int = 4,
+    channels: int = 64,
+    steps: int = 2000,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    gauntlet_games: int = 100,
+    candidate_simulations: int = 32,
+    heuristic_simulations: int = 50,
+    min_vs_random: float = DEFAULT_THRESHOLDS["min_vs_random"],
+    min_vs_heuristic: float = DEFAULT_THRESHOLDS["min_vs_heuristic"],
+    min_vs_best: float = DEFAULT_THRESHOLDS["min_vs_best"],
+    reports_uri: str = "",
+    accelerator_type: str = DEFAULT_ACCELERATOR,
+    accelerator_count: int = 1,
+    cpu_limit: str = DEFAULT_CPU_LIMIT,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+):
+    """Improve a board-game agent by self-play: play, train a policy/value net, judge it, promote it.
+
+    The champion plays this run's games (net-guided PUCT); with no champion yet, rollout MCTS plays
+    generation 0. Too few games for training end the run as a recorded skip, not a failure. The
+    candidate is promoted only when it scores at least ``min_vs_random`` against random,
+    ``min_vs_heuristic`` against the heuristic (rollout MCTS) and ``min_vs_best`` against the champion
+    (no regression); the first generation has no champion to face.
+
+    Args:
+        registry_uri: Model registry root (directory or gs:// prefix).
+        model_name: Registry model name (one per board config).
+        board_config: Board config: hex5_2p, hex8_2p, connect_four_2p, maedn_2p, maedn_3p, maedn_4p.
+        total_games: Self-play games this run, across all shards.
+        num_shards: Most parallel self-play tasks.
+        simulations: Search simulations per self-play move.
+        uct_c: UCT constant of rollout MCTS (generation 0).
+        seed: Base seed of self-play, training and the gauntlet.
+        freshness_half_life: Generations after which older data's weight halves.
+        min_games: Fewer games than this skip training (a recorded skip).
+        blocks: Residual blocks of the net.
+        channels: Channels per block.
+        steps: Optimizer steps.
+        batch_size: Positions per step.
+        lr: AdamW learning rate (cosine-decayed to 10%).
+        gauntlet_games: Most games per gauntlet pairing (pairings stop early once decided).
+        candidate_simulations: PUCT simulations per candidate move in the gauntlet (0 = policy argmax).
+        heuristic_simulations: Rollout-MCTS simulations of the heuristic opponent.
+        min_vs_random: Minimum gauntlet score against the random player (0.85 = 85%).
+        min_vs_heuristic: Minimum gauntlet score against the heuristic (rollout MCTS).
+        min_vs_best: Minimum score against the champion: no regression (equal nets score 0.5).
+        reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
+        accelerator_type: Training task's accelerator on Vertex (default one NVIDIA_L4).
+        accelerator_count: Training task's accelerator count.
+        cpu_limit: Training task's vCPUs.
+        memory_limit: Training task's memory.
+    """
+    checked = check_selfplay_config(
+        registry_uri=registry_uri,
+        model_name=model_name,
+        board_config=board_config,
+        min_vs_random=min_vs_random,
+        min_vs_heuristic=min_vs_heuristic,
+        min_vs_best=min_vs_best,
+    )
+    plan = plan_selfplay_shards(
+        board_config=board_config,
+        total_games=total_games,
+        num_shards=num_shards,
+        seed=seed,
+        model_dir=checked.outputs["champion_dir"],
+        generation=checked.outputs["generation"],
+    )
+    with dsl.ParallelFor(plan.output, name="selfplay-shards") as shard:
+        play = play_selfplay_shard(shard=shard, simulations=simulations, uct_c=uct_c)
+        play.set_container_image(PLAY_IMAGE)
+    combined = combine_exports(
+        exports=dsl.Collected(play.outputs["export"]),
+        board_config=board_config,
+        freshness_half_life=freshness_half_life,
+    )
+    gate = gate_training_set(training_set=combined.outputs["training_set"], min_games=min_games)
+    with dsl.If(gate.outputs["status"] == "ready", name="enough-games"):
+        train_judge_promote(
+            training_set=combined.outputs["training_set"],
+            board_config=board_config,
+            blocks=blocks,
+            channels=channels,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            champion_version=checked.outputs["champion_version"],
+            champion_dir=checked.outputs["champion_dir"],
+            gauntlet_games=gauntlet_games,
+            candidate_simulations=candidate_simulations,
+            heuristic_simulations=heuristic_simulations,
+            thresholds=checked.outputs["thresholds"],
+            registry_uri=registry_uri,
+            model_name=model_name,
+            reports_uri=reports_uri,
+            accelerator_type=accelerator_type,
+            accelerator_count=accelerator_count,
+            cpu_limit=cpu_limit,
+            memory_limit=memory_limit,
+        )
+    with dsl.Else(name="too-few-games"):
+        record_skip(
+            reason=gate.outputs["reason"],
+            provider="selfplay",
+            registry_uri=registry_uri,
+            model_name=model_name,
+            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            reports_uri=reports_uri,
+        )
