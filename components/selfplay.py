@@ -101,10 +101,14 @@ def combine_exports(
     exports: Input[list[Dataset]],
     board_config: str,
     freshness_half_life: float,
+    data_root: str,
+    history_runs: int,
+    run_name: str,
     training_set: Output[Dataset],
 ) -> NamedTuple("CombineOutputs", num_games=int, num_positions=int, fallback=bool):
-    """Merge the shards' exports (validated, deduplicated, weighted) into one training set.
+    """Merge the shards' exports, and earlier runs' kept under ``data_root``, into one training set.
 
+    Exports are validated, deduplicated and weighted by freshness (older generations weigh less).
     When combination fails, the latest valid export alone becomes the training set and the
     outputs say so (``fallback``); the run fails only when no export is valid.
 
@@ -112,6 +116,9 @@ def combine_exports(
         exports: The NPZ exports of the ParallelFor (``dsl.Collected``).
         board_config: Keep only exports of this board config.
         freshness_half_life: Generations after which an export's weight halves.
+        data_root: Where runs keep their exports for later runs ("" = this run's games only).
+        history_runs: Earlier runs whose exports join this training set.
+        run_name: This run's name (its exports' folder under ``data_root``).
         training_set: The memory-mappable training set (a directory of ``.npy`` + metadata.json).
 
     Returns:
@@ -119,15 +126,17 @@ def combine_exports(
     """
     from collections import namedtuple
 
-    from tuneloop.selfplay.stages import combine
+    from tuneloop.selfplay.stages import combine_with_history
 
-    paths = [e.path for e in exports]
-    r = combine(paths, training_set.path, freshness_half_life=freshness_half_life, board_config=board_config)
+    r = combine_with_history([e.path for e in exports], training_set.path, data_root=data_root,
+                             run_name=run_name, history_runs=history_runs,
+                             freshness_half_life=freshness_half_life, board_config=board_config)
     training_set.metadata.update(
         board_config=r["board_config"],
         games=r["num_games"],
         fallback=r["fallback"],
         fallback_reason=r.get("fallback_reason", ""),
+        earlier_exports=r["earlier_exports"],
     )
     return namedtuple("CombineOutputs", "num_games num_positions fallback")(
         r["num_games"], r["num_positions"], r["fallback"]

@@ -124,6 +124,8 @@ def selfplay_training(
     uct_c: float = 0.5,
     seed: int = 0,
     freshness_half_life: float = 2.0,
+    data_root: str = "",
+    history_runs: int = 3,
     min_games: int = DEFAULT_MIN_GAMES,
     blocks: int = 4,
     channels: int = 64,
@@ -160,7 +162,10 @@ def selfplay_training(
         uct_c: UCT constant of rollout MCTS (generation 0).
         seed: Base seed of self-play, training and the gauntlet.
         freshness_half_life: Generations after which older data's weight halves.
-        min_games: Fewer games than this skip training (a recorded skip).
+        data_root: Where each run keeps its exports (directory or gs:// prefix); the games of the
+            ``history_runs`` latest earlier runs join this run's training set ("" = this run's only).
+        history_runs: Earlier runs whose games are combined with this run's.
+        min_games: Fewer games than this (this run's and the earlier runs' together) skip training.
         blocks: Residual blocks of the net.
         channels: Channels per block.
         steps: Optimizer steps.
@@ -201,6 +206,9 @@ def selfplay_training(
         exports=dsl.Collected(play.outputs["export"]),
         board_config=board_config,
         freshness_half_life=freshness_half_life,
+        data_root=data_root,
+        history_runs=history_runs,
+        run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )
     gate = gate_training_set(training_set=combined.outputs["training_set"], min_games=min_games)
     with dsl.If(gate.outputs["status"] == "ready", name="enough-games"):

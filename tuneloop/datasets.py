@@ -75,7 +75,7 @@ def load_dataset(uri: str, *, splits: Sequence[str] = ex.SPLITS) -> Dataset:
         raise storage.StorageError(
             f"dataset_uri={uri!r} has no {MANIFEST}; pass the dataset_uri printed by export-dataset"
         )
-    local = storage.download_dir(uri, Path(".")) if storage.is_remote(uri) else Path(uri)
+    local = storage.download_dir(uri) if storage.is_remote(uri) else Path(uri)  # gs://: a cached mirror
     data = {s: ex.read_parquet(local / CANONICAL_DIR / f"{s}.parquet") for s in splits}
     return Dataset(uri=uri, manifest=manifest, splits=data)
 

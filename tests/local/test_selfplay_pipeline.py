@@ -94,3 +94,19 @@ def test_a_bad_parameter_fails_the_first_task_before_any_game(env, override, mes
     assert message in str(info.value)
     assert "check-selfplay-config" in str(info.value)
     assert not list(env["root"].rglob("play-selfplay-shard"))  # no game was played
+
+
+def test_games_of_earlier_runs_count_toward_the_gate_and_join_the_training_set(env, tmp_path):
+    data = {**env["params"], "data_root": str(tmp_path / "selfplay-data"), "history_runs": 3}
+    small = {**HEX5, "total_games": 8, "simulations": 16, "min_games": 12, "steps": 10,
+             "gauntlet_games": 2, "candidate_simulations": 0, "heuristic_simulations": 8}
+    run("selfplay-training", {**data, **small, "seed": 0}, env["root"])
+    [first] = summaries(env["reports"])
+    assert first["skipped"] is True and "only 8 games" in first["decision"]["reason"]
+
+    # the next run plays 8 new games; with the 8 kept from the first, the gate opens
+    run("selfplay-training", {**data, **small, "seed": 1}, env["root"])
+    second = summaries(env["reports"])[-1]
+    assert not second.get("skipped") and second["training_set"]["num_games"] == 16
+    kept = sorted((tmp_path / "selfplay-data" / "exports").glob("*/shard-*.npz"))
+    assert len(kept) == 4 and all(npz.validate_file(p) == [] for p in kept)

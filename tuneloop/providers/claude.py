@@ -34,7 +34,6 @@ from tuneloop.providers.base import (
     JobHandle,
     PreflightError,
     PreflightReport,
-    Provider,
     ProviderError,
     TuneRequest,
     TuneResult,
@@ -170,7 +169,7 @@ def read_fewshot(model_ref: str) -> dict[str, Any] | None:
     return data
 
 
-class ClaudeProvider(Provider):
+class ClaudeProvider(hosted.HostedProvider):
     """Claude through Bedrock fine-tuning or a few-shot adapter on the Anthropic API.
 
     Args:
@@ -191,15 +190,8 @@ class ClaudeProvider(Provider):
         log=print,
         sleep=None,
     ):
-        import time
-
+        self._init_common(output_dir, predict, log, sleep)
         self.region = region
-        self.output_dir = output_dir or None
-        self.predict_policy = predict if isinstance(predict, hosted.PredictPolicy) else hosted.PredictPolicy.from_options(predict)
-        self.counter = hosted.RequestCounter(self.predict_policy.max_requests)
-        self.log = log
-        self.sleep = sleep or time.sleep
-        self.last_predict: hosted.PredictStats | None = None
         self._boto: dict[str, Any] = {}
         self._anthropic = None
 

@@ -42,7 +42,6 @@ from tuneloop.providers.base import (
     JobHandle,
     PreflightError,
     PreflightReport,
-    Provider,
     ProviderError,
     TuneRequest,
     TuneResult,
@@ -134,7 +133,7 @@ def contents_of(example: Example):
     return ("\n\n".join(system) or None), contents
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(hosted.HostedProvider):
     """Tunes Gemini on Vertex AI and evaluates through the tuned model's endpoint.
 
     Args:
@@ -159,17 +158,10 @@ class GeminiProvider(Provider):
         log=print,
         sleep=None,
     ):
-        import time
-
+        self._init_common(output_dir, predict, log, sleep)
         self._project = project
         self._location = location
         self.base_url = base_url
-        self.predict_policy = predict if isinstance(predict, hosted.PredictPolicy) else hosted.PredictPolicy.from_options(predict)
-        self.counter = hosted.RequestCounter(self.predict_policy.max_requests)
-        self.output_dir = output_dir or None
-        self.log = log
-        self.sleep = sleep or time.sleep
-        self.last_predict: hosted.PredictStats | None = None
         self._clients: dict[tuple[str, str], Any] = {}
         self._creds: tuple[Any, str | None] | None = None
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tuneloop.examples import Example
-from tuneloop.providers.base import JobCancelled, PreflightError, ProviderError
+from tuneloop.providers.base import JobCancelled, PreflightError, Provider, ProviderError
 
 T = TypeVar("T")
 Log = Callable[[str], None]
@@ -547,6 +547,19 @@ NOT_IN_JOB_KEY = (
     "budget_usd", "allow_unpriced", "catalog", "deadline_s", "cancel_on_deadline",
     "poll_initial_s", "poll_max_s", "retry_attempts", "retry_initial_s", "retry_max_s",
 )
+
+
+class HostedProvider(Provider):
+    """The part every hosted provider shares: its evaluation policy, request cap, log and sleep."""
+
+    def _init_common(self, output_dir: str | None, predict, log: Log, sleep) -> None:
+        """Set what every hosted provider's constructor takes (``predict``: PredictPolicy or its fields)."""
+        self.predict_policy = predict if isinstance(predict, PredictPolicy) else PredictPolicy.from_options(predict)
+        self.counter = RequestCounter(self.predict_policy.max_requests)
+        self.output_dir = output_dir or None
+        self.log = log
+        self.sleep = sleep or time.sleep
+        self.last_predict: PredictStats | None = None
 
 
 @dataclass(frozen=True)

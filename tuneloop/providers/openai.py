@@ -33,7 +33,6 @@ from tuneloop.providers.base import (
     JobHandle,
     PreflightError,
     PreflightReport,
-    Provider,
     ProviderError,
     TuneRequest,
     TuneResult,
@@ -108,7 +107,7 @@ class OpenAIConfig(hosted.HostedConfig):
         return {"type": "supervised", "supervised": {"hyperparameters": hp}}
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(hosted.HostedProvider):
     """Fine-tunes on the OpenAI API and evaluates with chat completions.
 
     Args:
@@ -132,17 +131,10 @@ class OpenAIProvider(Provider):
         log=print,
         sleep=None,
     ):
-        import time
-
+        self._init_common(output_dir, predict, log, sleep)
         self.base_url = base_url
         self.organization = organization
         self.project = project
-        self.predict_policy = predict if isinstance(predict, hosted.PredictPolicy) else hosted.PredictPolicy.from_options(predict)
-        self.counter = hosted.RequestCounter(self.predict_policy.max_requests)
-        self.output_dir = output_dir or None
-        self.log = log
-        self.sleep = sleep or time.sleep
-        self.last_predict: hosted.PredictStats | None = None
         self._client = None
 
     # -- plumbing ----------------------------------------------------------------------------

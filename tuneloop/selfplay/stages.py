@@ -512,3 +512,86 @@ def promote_and_report(
     if conflict is not None:
         raise conflict
     return summary
+
+
+# -- export history: the games of earlier runs feed this run's training set ------------------------
+EXPORTS_DIR = "exports"
+RUN_MANIFEST = "run.json"
+
+
+def archive_exports(npz_paths: Sequence[str], data_root: str, run_name: str) -> str:
+    """Keep this run's exports under ``<data_root>/exports/<run_name>/`` for later runs.
+
+    The folder's ``run.json`` is written last; a retried task rewrites the same files.
+
+    Returns:
+        The run's export folder URI.
+
+    Raises:
+        ValueError: an empty ``run_name`` or one with a ``/``.
+    """
+    from tuneloop import storage
+    from tuneloop.examples import utc_now
+
+    if not run_name or "/" in run_name:
+        raise ValueError(f"run_name={run_name!r} must be a non-empty name without '/'")
+    folder = storage.join(data_root, EXPORTS_DIR, run_name)
+    names = []
+    for i, path in enumerate(npz_paths):
+        name = f"shard-{i:04d}.npz"
+        storage.write(storage.join(folder, name), Path(path).read_bytes(), if_generation="*")
+        names.append(name)
+    manifest = {"run": run_name, "created_at": utc_now(), "exports": names}
+    storage.write_json(storage.join(folder, RUN_MANIFEST), manifest, if_generation="*")
+    return folder
+
+
+def earlier_exports(data_root: str, history_runs: int, *, exclude_run: str = "") -> list[str]:
+    """Local paths of the exports of the ``history_runs`` most recent earlier runs under ``data_root``.
+
+    A run's folder counts only once its ``run.json`` is written (an archive cut short is ignored).
+    """
+    from tuneloop import storage
+
+    if history_runs < 0:
+        raise ValueError(f"history_runs: {history_runs} must be >= 0")
+    if not data_root or history_runs == 0:
+        return []
+    runs = []
+    for folder in storage.list_prefix(storage.join(data_root, EXPORTS_DIR)):
+        if folder.rstrip("/").rsplit("/", 1)[-1] == exclude_run:
+            continue
+        blob = storage.read(storage.join(folder, RUN_MANIFEST))
+        if blob is None:
+            continue
+        manifest = json.loads(blob.data)
+        runs.append((manifest.get("created_at", ""), folder, manifest.get("exports", [])))
+    paths = []
+    for _, folder, names in sorted(runs, reverse=True)[:history_runs]:
+        local = local_dir(folder) or folder
+        paths += [str(Path(local) / n) for n in names]
+    return paths
+
+
+def combine_with_history(
+    npz_paths: Sequence[str],
+    out_dir: str,
+    *,
+    data_root: str = "",
+    run_name: str = "",
+    history_runs: int = 3,
+    freshness_half_life: float = 2.0,
+    board_config: str | None = None,
+) -> dict[str, Any]:
+    """:func:`combine` this run's exports with those of up to ``history_runs`` earlier runs.
+
+    With a ``data_root``, this run's exports are archived there first, so the next run finds them:
+    games accumulate across runs (the ``min_games`` gate counts them all) and older generations weigh
+    less by ``freshness_half_life``. Without one, only this run's exports are combined.
+    """
+    earlier = earlier_exports(data_root, history_runs, exclude_run=run_name)
+    if data_root:
+        archive_exports(npz_paths, data_root, run_name)
+    report = combine([*npz_paths, *earlier], out_dir, freshness_half_life=freshness_half_life,
+                     board_config=board_config)
+    return {**report, "earlier_exports": len(earlier)}

@@ -115,3 +115,19 @@ def test_the_file_registry_runs_on_gcs_and_two_racing_alias_moves_have_one_winne
     assert losers[0].current == winners[0] and losers[0].expected == "v1"
     assert "re-evaluate" in str(losers[0])
     assert reg.rollback(reason="undo").version == "v1"
+
+
+def test_a_dataset_on_gcs_loads_through_the_cache_not_the_working_directory(gcs, tmp_path, monkeypatch):
+    from tests.fakes.data import support_messages
+    from tuneloop import datasets
+
+    built = tmp_path / "built"
+    datasets.build_dataset(support_messages(60, seed=2), built, previous=None, formats=[], min_examples=4)
+    uri = f"{gcs}/datasets/one"
+    storage.upload_dir(built, uri)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    ds = datasets.load_dataset(uri)
+    assert sum(len(v) for v in ds.splits.values()) == sum(ds.manifest["counts"].values())
+    assert list(work.iterdir()) == []  # nothing was mirrored into the task's working directory

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tuneloop.registry import FileRegistry
 from tuneloop.selfplay import npz, stages
 
@@ -77,3 +79,18 @@ def test_the_pipeline_defaults_are_the_engines():
     assert selfplay_training.DEFAULT_MIN_GAMES == stages.DEFAULT_MIN_GAMES == 1000
     engine = {k: stages.DEFAULT_THRESHOLDS[k] for k in selfplay_training.DEFAULT_THRESHOLDS}
     assert selfplay_training.DEFAULT_THRESHOLDS == engine
+
+
+def test_earlier_runs_exports_are_found_newest_first_and_half_written_ones_ignored(train_export, tmp_path):
+    root = str(tmp_path / "data")
+    for run in ("run-a", "run-b", "run-c"):
+        stages.archive_exports([str(train_export)], root, run)
+    (tmp_path / "data" / "exports" / "run-d").mkdir()  # an archive cut short: no run.json
+    (tmp_path / "data" / "exports" / "run-d" / "shard-0000.npz").write_bytes(b"partial")
+    found = stages.earlier_exports(root, 2, exclude_run="run-c")
+    assert [p.split("/")[-2] for p in found] == ["run-b", "run-a"]
+    assert stages.earlier_exports(root, 0) == [] and stages.earlier_exports("", 3) == []
+    with pytest.raises(ValueError, match="history_runs"):
+        stages.earlier_exports(root, -1)
+    with pytest.raises(ValueError, match="run_name"):
+        stages.archive_exports([str(train_export)], root, "a/b")
