@@ -14,6 +14,7 @@ def check_config(
     max_drop: dict,
     hyperparameters: dict,
     task_env: dict,
+    eval_options: dict,
 ) -> str:
     """Fail fast on an invalid run configuration.
 
@@ -27,6 +28,7 @@ def check_config(
         hyperparameters: Provider hyperparameters.
         task_env: Environment of the tuning/evaluation tasks: ``<NAME>_SECRET`` Secret Manager version
             names and plain settings such as ``AWS_REGION`` (never a credential itself).
+        eval_options: How evaluation asks a hosted model (concurrency, max_requests, ...).
 
     Returns:
         The provider name, once validated.
@@ -41,4 +43,5 @@ def check_config(
         thresholds={"min_values": min_values, "max_drop": max_drop},
         hyperparameters=hyperparameters,
         task_env=task_env,
+        eval_options=eval_options,
     )["provider"]

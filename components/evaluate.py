@@ -17,6 +17,7 @@ def evaluate_model(
     min_values: dict,
     max_drop: dict,
     task_env: dict,
+    eval_options: dict,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     blessing: Output[Artifact],
@@ -32,6 +33,8 @@ def evaluate_model(
         min_values: Value thresholds, e.g. ``{"macro_f1": 0.6}``.
         max_drop: Largest allowed drop vs the champion (none configured at all = not blessed).
         task_env: Environment to set first: Secret Manager names of credentials, region settings.
+        eval_options: How a hosted model is asked: concurrency, max_requests (the run's request cap
+            per model), max_output_tokens, retry.
         metrics: Scalar metrics (candidate, and champion with a ``champion_`` prefix).
         classification: The candidate's confusion matrix.
         blessing: Decision record: blessed, reason, both metric sets, champion version, paired test.
@@ -52,14 +55,11 @@ def evaluate_model(
         thresholds={"min_values": min_values, "max_drop": max_drop},
         blessing_path=blessing.path,
         task_env=task_env,
+        eval_options=eval_options,
     )
-    for prefix, values in (("", r["candidate_metrics"]), ("champion_", r.get("champion_metrics") or {})):
-        for k, v in values.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                metrics.log_metric(prefix + k, float(v))
+    for k, v in r["scalar_metrics"].items():
+        metrics.log_metric(k, v)
     cm = r["candidate_metrics"]["confusion_matrix"]
     classification.log_confusion_matrix(cm["labels"], cm["rows"])
-    blessing.metadata.update(
-        blessed=r["blessed"], reason=r["reason"], champion=r.get("champion_version") or ""
-    )
+    blessing.metadata.update(blessed=r["blessed"], reason=r["reason"], champion=r.get("champion_version") or "")
     return namedtuple("EvalOutputs", "blessed reason")(r["blessed"], r["reason"])

@@ -35,6 +35,7 @@ def continuous_tuning(
     system_prompt: str = "",
     reports_uri: str = "",
     task_env: dict = {},
+    eval_options: dict = {},
     accelerator_type: str = DEFAULT_ACCELERATOR,
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
@@ -64,6 +65,7 @@ def continuous_tuning(
         reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
         task_env: Environment of the tune and evaluate tasks: ``<NAME>_SECRET`` Secret Manager version
             names of credentials and settings such as ``AWS_REGION``; never a credential itself.
+        eval_options: How evaluation asks a hosted model (concurrency, max_requests cap, retries).
         accelerator_type: oss-lora tuning task's accelerator on Vertex.
         accelerator_count: oss-lora tuning task's accelerator count.
         cpu_limit: oss-lora tuning task's vCPUs.
@@ -78,6 +80,7 @@ def continuous_tuning(
         max_drop=max_drop,
         hyperparameters=hyperparameters,
         task_env=task_env,
+        eval_options=eval_options,
     )
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
@@ -104,6 +107,7 @@ def continuous_tuning(
             max_drop=max_drop,
             reports_uri=reports_uri,
             task_env=task_env,
+            eval_options=eval_options,
             accelerator_type=accelerator_type,
             accelerator_count=accelerator_count,
             cpu_limit=cpu_limit,

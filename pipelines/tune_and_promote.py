@@ -33,7 +33,8 @@ def _on_gpu(task, accelerator_type, accelerator_count, cpu_limit, memory_limit):
     )
 
 
-def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env):
+def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
+           eval_options):
     """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate."""
     evaluate = evaluate_model(
         provider=provider,
@@ -44,6 +45,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         min_values=min_values,
         max_drop=max_drop,
         task_env=task_env,
+        eval_options=eval_options,
     )
     promote_model(
         blessing=evaluate.outputs["blessing"],
@@ -69,6 +71,7 @@ def tune_evaluate_promote(
     max_drop: dict,
     reports_uri: str,
     task_env: dict,
+    eval_options: dict,
 ):
     """One provider's branch: tune a candidate, judge it against the champion, promote if blessed.
 
@@ -84,6 +87,7 @@ def tune_evaluate_promote(
         max_drop: ``{metric: largest allowed drop}`` against the champion.
         reports_uri: Where run summaries are written ("" = artifacts only).
         task_env: Environment of the tune and evaluate tasks (credential locations, regions).
+        eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
     """
     tune = tune_model(
         provider=provider,
@@ -93,7 +97,10 @@ def tune_evaluate_promote(
         budget_usd=budget_usd,
         task_env=task_env,
     )
-    _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env)
+    _judge(
+        tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
+        eval_options,
+    )
 
 
 @dsl.pipeline(name="gpu-tune-evaluate-promote")
@@ -108,6 +115,7 @@ def gpu_tune_evaluate_promote(
     max_drop: dict,
     reports_uri: str,
     task_env: dict,
+    eval_options: dict,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
@@ -131,6 +139,7 @@ def gpu_tune_evaluate_promote(
         max_drop: ``{metric: largest allowed drop}`` against the champion.
         reports_uri: Where run summaries are written ("" = artifacts only).
         task_env: Environment of the tune and evaluate tasks (credential locations, regions).
+        eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
         accelerator_type: Vertex accelerator, e.g. NVIDIA_L4, NVIDIA_TESLA_A100.
         accelerator_count: Accelerators on the tuning task.
         cpu_limit: vCPUs of the tuning task (Vertex picks the machine type from these limits).
@@ -148,7 +157,8 @@ def gpu_tune_evaluate_promote(
     _on_gpu(tune, *gpu)
     # The candidate (and a LoRA champion) answer the eval prompts by generation: also on the GPU image.
     evaluate = _judge(
-        tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env
+        tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
+        eval_options,
     )
     _on_gpu(evaluate, *gpu)
 
@@ -166,6 +176,7 @@ def tune_and_promote(
     max_drop: dict = DEFAULT_MAX_DROP,
     reports_uri: str = "",
     task_env: dict = {},
+    eval_options: dict = {},
     accelerator_type: str = DEFAULT_ACCELERATOR,
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
@@ -188,6 +199,8 @@ def tune_and_promote(
         task_env: Environment of the tune and evaluate tasks, which Vertex does not give them:
             ``<NAME>_SECRET`` Secret Manager version names of credentials (e.g.
             ``OPENAI_API_KEY_SECRET``) and settings such as ``AWS_REGION``; never a credential itself.
+        eval_options: How evaluation asks a hosted model: ``concurrency`` (default 4), ``max_requests``
+            (the run's request cap per model, default 5000), ``max_output_tokens``, ``retry``.
         accelerator_type: oss-lora tuning task's accelerator on Vertex (default one NVIDIA_L4).
         accelerator_count: oss-lora tuning task's accelerator count.
         cpu_limit: oss-lora tuning task's vCPUs.
@@ -202,6 +215,7 @@ def tune_and_promote(
         max_drop=max_drop,
         hyperparameters=hyperparameters,
         task_env=task_env,
+        eval_options=eval_options,
     )
     for name in CPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
@@ -217,6 +231,7 @@ def tune_and_promote(
                 max_drop=max_drop,
                 reports_uri=reports_uri,
                 task_env=task_env,
+                eval_options=eval_options,
             )
     for name in GPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
@@ -231,6 +246,7 @@ def tune_and_promote(
                 max_drop=max_drop,
                 reports_uri=reports_uri,
                 task_env=task_env,
+                eval_options=eval_options,
                 accelerator_type=accelerator_type,
                 accelerator_count=accelerator_count,
                 cpu_limit=cpu_limit,

@@ -43,6 +43,7 @@ def check_config(
     thresholds: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
     task_env: Mapping[str, Any] | None = None,
+    eval_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate the run's parameters; raise ConfigError naming the parameter, the value and the fix."""
     from tuneloop.evaluation import Thresholds
@@ -88,6 +89,7 @@ def check_config(
         check_task_env(task_env or {})
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    eval_policy(eval_options)
     return {"provider": provider, "thresholds": parsed.to_dict(), "hyperparameters": dict(hyperparameters)}
 
 
@@ -247,11 +249,39 @@ def tune(
 # -- 4. evaluate -----------------------------------------------------------------------------
 
 
-def _predict_labels(provider_name: str, model_ref: str, rows: Sequence[ex.Example], labels: Sequence[str]):
+def eval_policy(eval_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``eval_options`` (how evaluation asks a hosted model) checked, with KFP's float numbers as ints.
+
+    Raises:
+        ConfigError: an unknown key or a bad value, named.
+    """
+    from tuneloop.providers.hosted import PredictPolicy
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+    opts = plain(dict(eval_options or {}))
+    try:
+        PredictPolicy.from_options(opts)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"eval_options={dict(eval_options or {})!r}: {exc}") from exc
+    return opts
+
+
+def _predict_labels(
+    provider_name: str,
+    model_ref: str,
+    rows: Sequence[ex.Example],
+    labels: Sequence[str],
+    eval_options: Mapping[str, Any] | None = None,
+):
     from tuneloop.evaluation import parse_label
     from tuneloop.providers import get_provider
 
-    answers = get_provider(provider_name).predict(model_ref, rows)
+    options = {"predict": eval_policy(eval_options)} if eval_options and provider_name in HOSTED_PROVIDERS else {}
+    answers = get_provider(provider_name, **options).predict(model_ref, rows)
     return [parse_label(a, labels) for a in answers], answers
 
 
@@ -265,10 +295,13 @@ def evaluate(
     thresholds: Mapping[str, Any],
     blessing_path: str,
     task_env: Mapping[str, Any] | None = None,
+    eval_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Candidate and current champion answer the same eval split; metrics, paired test, blessing.
 
     ``task_env`` is applied to this process's environment first (the providers' credentials).
+    ``eval_options`` tell a hosted model's evaluation how to ask it (``concurrency``, ``max_requests``
+    per model, ``max_output_tokens``, ``retry``); the other providers answer locally and ignore them.
     """
     from tuneloop.evaluation import Thresholds, compute_metrics, decide, mcnemar
     from tuneloop.registry import model_ref_of, open_registry
@@ -284,14 +317,14 @@ def evaluate(
     truth = [e.target for e in rows]
     card = json.loads((Path(model_dir) / "tuneloop-result.json").read_text())
     labels = sorted(set(ds.labels) | {t for t in truth if t})
-    cand_pred, cand_raw = _predict_labels(provider, card["model_ref"], rows, labels)
+    cand_pred, cand_raw = _predict_labels(provider, card["model_ref"], rows, labels, eval_options)
     cand_metrics = compute_metrics(truth, cand_pred, labels)
 
     registry = open_registry(registry_uri, model_name)
     champion = registry.champion()
     champ_metrics = paired = None
     if champion is not None:
-        champ_pred, _ = _predict_labels(champion.provider, model_ref_of(champion), rows, labels)
+        champ_pred, _ = _predict_labels(champion.provider, model_ref_of(champion), rows, labels, eval_options)
         champ_metrics = compute_metrics(truth, champ_pred, labels)
         paired = mcnemar(truth, cand_pred, champ_pred)
     blessing = decide(
@@ -312,7 +345,17 @@ def evaluate(
     }
     Path(blessing_path).parent.mkdir(parents=True, exist_ok=True)
     Path(blessing_path).write_text(json.dumps(record, indent=2, sort_keys=True))
-    return record
+    return {**record, "scalar_metrics": scalar_metrics(cand_metrics, champ_metrics)}
+
+
+def scalar_metrics(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None) -> dict[str, float]:
+    """The numbers a KFP ``Metrics`` artifact shows: the candidate's, and the champion's as ``champion_*``."""
+    out: dict[str, float] = {}
+    for prefix, values in (("", candidate), ("champion_", champion or {})):
+        for k, v in values.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[prefix + k] = float(v)
+    return out
 
 
 # -- 5. promote ------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def _config(**over):
         "max_drop": {"macro_f1": 0.05},
         "hyperparameters": {},
         "task_env": {},
+        "eval_options": {},
     }
     return {**base, **over}
 
@@ -135,6 +136,7 @@ def test_evaluate_logs_metrics_and_confusion_matrix_and_promote_moves_the_champi
         min_values={"macro_f1": 0.5},
         max_drop={"macro_f1": 0.05},
         task_env={},
+        eval_options={},
         metrics=metrics,
         classification=cm,
         blessing=blessing,
@@ -171,6 +173,7 @@ def test_no_thresholds_means_not_blessed_and_promotion_is_a_recorded_no_op(tuned
         min_values={},
         max_drop={},
         task_env={},
+        eval_options={},
         metrics=_art(Metrics, tmp, "m"),
         classification=_art(ClassificationMetrics, tmp, "cm"),
         blessing=blessing,

@@ -152,7 +152,7 @@ def promote(
     Raises:
         ChampionMoved: the champion changed since the gauntlet ran (the version stays registered).
     """
-    from tuneloop.registry import FileRegistry
+    from tuneloop.registry import ChampionMoved, FileRegistry
 
     registry = FileRegistry(registry_root, model_name)
     before = registry.champion()
@@ -182,9 +182,13 @@ def promote(
         lineage={**dict(lineage or {}), "gauntlet": {"config_name": results.get("config_name")}},
     )
     out["registered_version"] = record.version
-    registry.set_champion(
-        record.version, expected=decision.get("champion_version"), reason=str(decision.get("reason"))
-    )
+    try:
+        registry.set_champion(
+            record.version, expected=decision.get("champion_version"), reason=str(decision.get("reason"))
+        )
+    except ChampionMoved as exc:
+        exc.registered_version = record.version  # registered, not promoted: the caller's summary says so
+        raise
     out["promoted_version"] = record.version
     out["champion_after"] = record.version
     return out

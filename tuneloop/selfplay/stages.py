@@ -505,6 +505,7 @@ def promote_and_report(
         summary.update(registered_version=out["registered_version"], promoted_version=out["promoted_version"])
     except ChampionMoved as exc:
         conflict = exc
+        summary["registered_version"] = getattr(exc, "registered_version", None)
         summary["decision"] = {**decision, "reason": f"not promoted: {exc}"}
     champ = FileRegistry(registry_root, model_name).champion()
     summary["champion_after"] = champ.version if champ else None

@@ -88,3 +88,18 @@ def test_claude_fewshot_branch_ends_with_a_recorded_decision(anthropic_fake, dat
     if summary["promoted_version"]:
         record = registry.get("v1")
         assert record.model_uri and record.provider == "claude"  # the adapter directory was archived
+
+
+def test_eval_options_cap_the_requests_an_evaluation_may_send(openai_fake, dataset, tmp_path):
+    from tuneloop.providers.base import ProviderError
+
+    work = tmp_path / "capped"
+    stages.tune(provider="openai", dataset_uri=dataset.uri, base_model="gpt-4.1-mini-2025-04-14",
+                hyperparameters=FAST, model_dir=str(work / "model"), job_record_path=str(work / "job.json"))
+    with pytest.raises(ProviderError, match=r"max_requests=3"):
+        stages.evaluate(provider="openai", model_dir=str(work / "model"), dataset_uri=dataset.uri,
+                        registry_uri=str(tmp_path / "registry"), model_name="intents", thresholds=THRESHOLDS,
+                        blessing_path=str(work / "blessing.json"), eval_options={"max_requests": 3.0})
+    assert openai_fake.http.calls("chat.create") == 0  # refused before sending anything
+    with pytest.raises(stages.ConfigError, match=r"eval_options=.*unknown key\(s\) \['max_request'\]"):
+        stages.eval_policy({"max_request": 3})

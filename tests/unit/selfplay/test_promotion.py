@@ -118,6 +118,7 @@ def test_promote_moves_the_champion_by_compare_and_set(trained, combined, tmp_pa
     d = decide_promotion(good, TH)
     stages.promote(root, "hex5", str(model_dir), good, d)  # v2 becomes champion (expected v1)
     assert reg.champion().version == "v2"
-    with pytest.raises(ChampionMoved):
+    with pytest.raises(ChampionMoved) as lost:
         stages.promote(root, "hex5", str(model_dir), good, d)  # still expects v1
     assert reg.champion().version == "v2"
+    assert lost.value.registered_version == "v3"  # registered, not promoted
