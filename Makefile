@@ -83,11 +83,13 @@ images: setup lint-dockerfiles
 	@command -v docker >/dev/null 2>&1 || { echo "make images needs a Docker engine (docker build/push); none found"; exit 1; }
 	docker build -f containers/base/Dockerfile -t "$$($(call IMAGE_CMD,BASE_IMAGE))" .
 	docker build -f containers/trainer-gpu/Dockerfile -t "$$($(call IMAGE_CMD,GPU_IMAGE))" .
+	docker build -f containers/selfplay-cpu/Dockerfile -t "$$($(call IMAGE_CMD,SELFPLAY_IMAGE))" .
 	docker push "$$($(call IMAGE_CMD,BASE_IMAGE))"
 	docker push "$$($(call IMAGE_CMD,GPU_IMAGE))"
+	docker push "$$($(call IMAGE_CMD,SELFPLAY_IMAGE))"
 
 lint-dockerfiles: setup
-	$(VENV)/bin/hadolint --config containers/hadolint.yaml containers/base/Dockerfile containers/trainer-gpu/Dockerfile
+	$(VENV)/bin/hadolint --config containers/hadolint.yaml containers/*/Dockerfile
 
 # The Cloud Function's source folder (main.py + requirements.txt + the package wheel) for
 # `gcloud functions deploy ... --source build/function` (docs/google-cloud.md).

@@ -1,7 +1,7 @@
 """Container images the components run on; tags follow the package version (one place).
 
 Change ``IMAGE_REPOSITORY`` to your Artifact Registry repository; ``make images`` builds and pushes
-``containers/base`` and ``containers/trainer-gpu`` under these names.
+``containers/base``, ``containers/trainer-gpu`` and ``containers/selfplay-cpu`` under these names.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -15,3 +15,4 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 BASE_IMAGE = f"{IMAGE_REPOSITORY}/tuneloop-base:{VERSION}"
 GPU_IMAGE = f"{IMAGE_REPOSITORY}/tuneloop-trainer-gpu:{VERSION}"
+SELFPLAY_IMAGE = f"{IMAGE_REPOSITORY}/tuneloop-selfplay-cpu:{VERSION}"

@@ -2,7 +2,7 @@
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input
-from tuneloop.components.images import GPU_IMAGE
+from tuneloop.components.images import GPU_IMAGE, SELFPLAY_IMAGE
 from tuneloop.components.promote import record_skip
 from tuneloop.components.selfplay import (
     check_selfplay_config,
@@ -21,9 +21,9 @@ from tuneloop.pipelines.tune_and_promote import DEFAULT_ACCELERATOR, DEFAULT_CPU
 DEFAULT_MIN_GAMES = 1000
 DEFAULT_THRESHOLDS = {"min_vs_random": 0.85, "min_vs_heuristic": 0.60, "min_vs_best": 0.45}
 
-# OpenSpiel and torch are installed in the trainer image (containers/trainer-gpu: extras gcp, lora,
-# selfplay), not in the base image; the tasks that play games run on it too, without an accelerator.
-PLAY_IMAGE = GPU_IMAGE
+# OpenSpiel and torch are not in the base image: the tasks that play games (shards, gauntlet) run on
+# the CPU self-play image (containers/selfplay-cpu), the trainer on the CUDA image.
+PLAY_IMAGE = SELFPLAY_IMAGE
 
 
 @dsl.pipeline(name="selfplay-train-judge-promote")

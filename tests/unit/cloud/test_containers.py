@@ -24,8 +24,8 @@ def _hadolint() -> str:
     return which
 
 
-def test_both_images_exist_and_pass_hadolint():
-    assert [p.parent.name for p in DOCKERFILES] == ["base", "trainer-gpu"]
+def test_every_image_exists_and_passes_hadolint():
+    assert [p.parent.name for p in DOCKERFILES] == ["base", "selfplay-cpu", "trainer-gpu"]
     out = subprocess.run(
         [
             _hadolint(),
@@ -62,3 +62,4 @@ def test_image_tags_follow_the_package_version():
     assert images.VERSION == __version__
     assert images.BASE_IMAGE.endswith(f"/tuneloop-base:{__version__}")
     assert images.GPU_IMAGE.endswith(f"/tuneloop-trainer-gpu:{__version__}")
+    assert images.SELFPLAY_IMAGE.endswith(f"/tuneloop-selfplay-cpu:{__version__}")
