@@ -173,6 +173,8 @@ def train_policy_value_net(
     batch_size: int,
     lr: float,
     seed: int,
+    warm_start: bool,
+    champion_dir: str,
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> int:
@@ -186,18 +188,23 @@ def train_policy_value_net(
         batch_size: Positions per step.
         lr: AdamW learning rate (cosine-decayed).
         seed: Seeds the split, the init and the batch order.
+        warm_start: Continue from the champion's weights when its net has this shape.
+        champion_dir: The champion's model directory ("" = none yet: random initial weights).
         model: The self-describing checkpoint (``checkpoint.pt`` + ``model.json``).
         metrics: Losses (train, validation), throughput.
 
     Returns:
         The net's generation.
     """
-    from tuneloop.selfplay.stages import train, train_metrics
+    from tuneloop.selfplay.stages import train, train_metrics, warm_start_dir
 
-    r = train(training_set.path, model.path, blocks, channels, steps, batch_size, lr, seed)
+    start = warm_start_dir(champion_dir, blocks, channels) if warm_start else None
+    r = train(training_set.path, model.path, blocks, channels, steps, batch_size, lr, seed, resume_from=start)
     for name, value in train_metrics(r).items():
         metrics.log_metric(name, value)
-    model.metadata.update(board_config=r["board_config"], generation=r["generation"], device=r["device"])
+    model.metadata.update(
+        board_config=r["board_config"], generation=r["generation"], device=r["device"], warm_start=start or ""
+    )
     return r["generation"]
 
 

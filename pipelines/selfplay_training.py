@@ -38,6 +38,7 @@ def train_judge_promote(
     seed: int,
     champion_version: str,
     champion_dir: str,
+    warm_start: bool,
     gauntlet_games: int,
     candidate_simulations: int,
     heuristic_simulations: int,
@@ -63,6 +64,7 @@ def train_judge_promote(
         seed: Seeds training and the gauntlet.
         champion_version: The champion the candidate must not regress against ("" = first generation).
         champion_dir: The champion's model directory.
+        warm_start: Start from the champion's weights (same shape) instead of random ones.
         gauntlet_games: Most games per gauntlet pairing.
         candidate_simulations: PUCT simulations per candidate move in the gauntlet.
         heuristic_simulations: Rollout-MCTS simulations of the heuristic opponent.
@@ -84,6 +86,8 @@ def train_judge_promote(
             batch_size=batch_size,
             lr=lr,
             seed=seed,
+            warm_start=warm_start,
+            champion_dir=champion_dir,
         )
         .set_container_image(GPU_IMAGE)
         .set_accelerator_type(accelerator_type)
@@ -129,6 +133,7 @@ def selfplay_training(
     min_games: int = DEFAULT_MIN_GAMES,
     blocks: int = 4,
     channels: int = 64,
+    warm_start: bool = True,
     steps: int = 2000,
     batch_size: int = 256,
     lr: float = 2e-3,
@@ -168,6 +173,8 @@ def selfplay_training(
         min_games: Fewer games than this (this run's and the earlier runs' together) skip training.
         blocks: Residual blocks of the net.
         channels: Channels per block.
+        warm_start: Train from the champion's weights when its net has this shape (AlphaZero's
+            continuing net); False = random initial weights every run.
         steps: Optimizer steps.
         batch_size: Positions per step.
         lr: AdamW learning rate (cosine-decayed to 10%).
@@ -223,6 +230,7 @@ def selfplay_training(
             seed=seed,
             champion_version=checked.outputs["champion_version"],
             champion_dir=checked.outputs["champion_dir"],
+            warm_start=warm_start,
             gauntlet_games=gauntlet_games,
             candidate_simulations=candidate_simulations,
             heuristic_simulations=heuristic_simulations,

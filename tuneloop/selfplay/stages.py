@@ -596,3 +596,18 @@ def combine_with_history(
     report = combine([*npz_paths, *earlier], out_dir, freshness_half_life=freshness_half_life,
                      board_config=board_config)
     return {**report, "earlier_exports": len(earlier)}
+
+
+def warm_start_dir(champion_dir: str, blocks: int, channels: int) -> str | None:
+    """The champion's model folder to start training from, when its net has this run's shape.
+
+    AlphaZero-style: each generation continues from the best net so far instead of from random
+    weights. A champion of another shape (the run changed ``blocks``/``channels``) means a fresh start.
+    """
+    local = local_dir(champion_dir)
+    if not local or not (Path(local) / "model.json").is_file():
+        return None
+    net = json.loads((Path(local) / "model.json").read_text()).get("net_config") or {}
+    if int(net.get("blocks", -1)) != int(blocks) or int(net.get("channels", -1)) != int(channels):
+        return None
+    return local

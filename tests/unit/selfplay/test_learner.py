@@ -115,3 +115,14 @@ def test_bad_settings_name_the_parameter():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match=r"val_fraction: 1.0 must lie in \[0, 1\)"):
         TrainConfig(val_fraction=1.0)
+
+
+def test_a_warm_start_continues_from_the_champion_and_a_new_shape_starts_fresh(trained, combined, tmp_path):
+    model_dir, fresh = trained
+    assert stages.warm_start_dir(str(model_dir), 3, 32) == str(model_dir)
+    assert stages.warm_start_dir(str(model_dir), 4, 64) is None  # another shape: random weights
+    assert stages.warm_start_dir("", 3, 32) is None  # no champion yet
+    warm = stages.train(str(combined), str(tmp_path / "gen2"), blocks=3, channels=32, steps=5, batch_size=128,
+                        seed=1, threads=1, resume_from=stages.warm_start_dir(str(model_dir), 3, 32))
+    assert warm["resumed_from"] == str(model_dir) and warm["start_step"] == 0  # the weights, a new run
+    assert warm["first_loss"] < 0.8 * fresh["first_loss"]  # it starts where the champion ended
