@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         "repeated text (the system prompt, stock closings) once, renders from memory instead of re-parsing "
         "JSON, validates in one pass with frozenset key checks, pauses the cyclic GC while building rows, "
         "and serialises with one reused C JSON encoder. Gemini/Bedrock/HF token counts are o200k_base "
-        "estimates, labelled as such (HF counts the full chat-template text, so no cache hits).",
+        "estimates, labelled as such. HF counts the chat-template text a turn at a time (o200k "
+        "pre-tokenizes at every ChatML turn boundary, so the sum is the text's exact count), so repeated "
+        "turns are counted once too.",
         "",
     ]
     text = "\n".join(md)

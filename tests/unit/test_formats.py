@@ -327,3 +327,23 @@ def test_validators_never_raise_on_any_json_shape(name):
     results = [fmt.validate(r, SMALL, tokens=t) for r, t in zip(rows, tokens, strict=True)]
     assert all(isinstance(r, list) and all(isinstance(x, str) and ": " in x for x in r) for r in results)
     assert sum(1 for r in results if r) > len(rows) // 2  # most single-slot corruptions are caught
+
+
+def test_hf_counts_a_turn_at_a_time_exactly_as_the_whole_text():
+    import itertools
+
+    from tuneloop.formats.tokens import get_counter
+
+    hf = get_format("hf")
+    counter = get_counter("o200k_base")
+    contents = ["hello", " leading space", "\n\nnewlines\n", "trailing ", "1234", "émoji 🎉", "a\r\nb", "x" * 300]
+    rows = [
+        hf.render(make_example([{"role": "user", "content": a}, {"role": "assistant", "content": b}]))
+        for a, b in itertools.product(contents, repeat=2)
+    ]
+    edited = {**rows[0], "text": rows[0]["text"] + "extra words after the end"}  # text no longer = messages
+    rows += [edited, {"text": rows[1]["text"]}, {"messages": rows[2]["messages"]}, "not a row"]
+    counter.clear_cache()
+    expected = [counter.count_uncached(r["text"]) if isinstance(r, dict) and "text" in r else 0 for r in rows]
+    assert hf.count_tokens(rows) == expected
+    assert hf.count_tokens(rows) == expected  # and again, from the turn cache

@@ -210,7 +210,46 @@ class HFFormat(Format):
                     f"token_counter returned {len(counts)} counts for {len(present)} texts; it must return one per text"
                 )
             return [int(c) for c in counts]
+        if self._jinja is None:
+            return self._count_chatml(rows, present)
         return get_counter(DEFAULT_ENCODING).count_many(present)
+
+    def _count_chatml(self, rows: Sequence[Any], texts: list[str]) -> list[int]:
+        """The built-in template's counts, a turn at a time: repeated turns are counted once.
+
+        o200k_base pre-tokenizes at each ChatML turn boundary (``...<|im_end|>\n`` | ``<|im_start|>``),
+        so the text's count is the sum of its turns' counts exactly. A row whose ``text`` is not its
+        ``messages`` rendered (a hand-edited file) is counted as the text itself.
+        """
+        counter = get_counter(DEFAULT_ENCODING)
+        count = counter.count_uncached
+        cache = counter.turns
+        if len(cache) > 1 << 20:
+            cache.clear()
+        get = cache.get
+        out: list[int] = []
+        append = out.append
+        for row, text in zip(rows, texts, strict=True):
+            msgs = row.get("messages") if type(row) is dict else None
+            n, pieces = 0, []
+            if type(msgs) is list and text:
+                for m in msgs:
+                    role = m.get("role") if type(m) is dict else None
+                    content = m.get("content") if role is not None else None
+                    if type(role) is not str or type(content) is not str:
+                        pieces = None
+                        break
+                    hit = get((role, content))
+                    if hit is None:
+                        turn = f"{CHATML_START}{role}\n{content}{CHATML_END}\n"
+                        hit = cache[(role, content)] = (turn, count(turn))
+                    pieces.append(hit[0])
+                    n += hit[1]
+            if pieces and "".join(pieces) == text:
+                append(n)
+            else:
+                append(counter.count(text) if text else 0)
+        return out
 
 
 def _compile(template: str):

@@ -83,6 +83,8 @@ class TokenCounter:
         self.native: Callable[[str], int] = native if native is not None and native(probe) == public(probe) else public
         self._public = public
         self.cache: dict[str, int] = {}
+        # (role, content) -> (rendered turn, its count): templates that count a turn at a time (hf)
+        self.turns: dict[tuple[str, str], tuple[str, int]] = {}
 
     def count_uncached(self, text: str) -> int:
         """Tokens in ``text``, without the cache (the hot loops inline the cache themselves)."""
@@ -127,6 +129,7 @@ class TokenCounter:
     def clear_cache(self) -> None:
         """Forget cached counts (benchmarks call this between runs)."""
         self.cache.clear()
+        self.turns.clear()
 
 
 @functools.lru_cache(maxsize=len(ENCODINGS))
