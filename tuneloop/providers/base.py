@@ -154,8 +154,21 @@ def job_key(dataset_hash: str, provider: str, base_model: str, hyperparameters: 
     return "tl-" + hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
+class _CancelRequested(BaseException):
+    """Raised by the signal handler to unwind whatever ``wait`` was doing (a request, a sleep).
+
+    A BaseException, so no SDK's ``except Exception`` (retry loops, botocore's error wrapping) can
+    swallow or wrap it on the way out.
+    """
+
+
 class _CancelOnSignal:
-    """Turn SIGTERM/SIGINT during ``wait`` into a remote cancel (only in the main thread)."""
+    """Turn SIGTERM/SIGINT during ``wait`` into a remote cancel (only in the main thread).
+
+    The handler only raises: the remote cancel runs after ``wait`` has unwound (:func:`run_job`).
+    Calling the provider from inside the handler deadlocks when the signal lands while the same HTTP
+    client holds its connection-pool lock mid-request.
+    """
 
     def __init__(self, provider: Provider, handle: JobHandle):
         self.provider, self.handle, self.fired = provider, handle, False
@@ -163,10 +176,7 @@ class _CancelOnSignal:
 
     def _on_signal(self, signum, frame):  # noqa: ARG002
         self.fired = True
-        self.provider.cancel(self.handle)
-        raise JobCancelled(
-            f"task cancelled (signal {signum}); cancelled {self.provider.name} job {self.handle.job_id}"
-        )
+        raise _CancelRequested(signum)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -213,5 +223,11 @@ def run_job(
         log(f"[{provider.name}] submitted job {handle.job_id} (key {key})")
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(handle.to_dict(), indent=2, sort_keys=True))
-    with _CancelOnSignal(provider, handle):
-        return provider.wait(handle, request, deadline_s=deadline_s)
+    try:
+        with _CancelOnSignal(provider, handle):
+            return provider.wait(handle, request, deadline_s=deadline_s)
+    except _CancelRequested as exc:
+        provider.cancel(handle)  # the wait has unwound: no lock it held is held now
+        raise JobCancelled(
+            f"task cancelled (signal {exc.args[0]}); cancelled {provider.name} job {handle.job_id}"
+        ) from None
