@@ -4,12 +4,10 @@ from kfp import dsl
 from tuneloop.components.config import check_config
 from tuneloop.components.promote import record_skip
 from tuneloop.pipelines.export_dataset import export_dataset
+from tuneloop.pipelines.gpu import DEFAULT_ACCELERATOR, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT
 from tuneloop.pipelines.tune_and_promote import (
     BRANCHES,
-    DEFAULT_ACCELERATOR,
-    DEFAULT_CPU_LIMIT,
     DEFAULT_MAX_DROP,
-    DEFAULT_MEMORY_LIMIT,
     DEFAULT_MIN_VALUES,
     tune_and_promote,
 )

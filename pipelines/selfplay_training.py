@@ -2,7 +2,7 @@
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input
-from tuneloop.components.images import GPU_IMAGE, SELFPLAY_IMAGE
+from tuneloop.components.images import SELFPLAY_IMAGE
 from tuneloop.components.promote import record_skip
 from tuneloop.components.selfplay import (
     check_selfplay_config,
@@ -14,7 +14,7 @@ from tuneloop.components.selfplay import (
     run_gauntlet,
     train_policy_value_net,
 )
-from tuneloop.pipelines.tune_and_promote import DEFAULT_ACCELERATOR, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT
+from tuneloop.pipelines.gpu import DEFAULT_ACCELERATOR, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT, on_gpu
 
 # The original system's numbers, as literals: compiling must not import the engine (numpy, OpenSpiel).
 # tests/unit/selfplay/test_stages.py checks they equal tuneloop.selfplay's defaults.
@@ -77,24 +77,18 @@ def train_judge_promote(
         cpu_limit: vCPUs of the training task.
         memory_limit: Memory of the training task.
     """
-    train = (
-        train_policy_value_net(
-            training_set=training_set,
-            blocks=blocks,
-            channels=channels,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            warm_start=warm_start,
-            champion_dir=champion_dir,
-        )
-        .set_container_image(GPU_IMAGE)
-        .set_accelerator_type(accelerator_type)
-        .set_accelerator_limit(accelerator_count)
-        .set_cpu_limit(cpu_limit)
-        .set_memory_limit(memory_limit)
+    train = train_policy_value_net(
+        training_set=training_set,
+        blocks=blocks,
+        channels=channels,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        warm_start=warm_start,
+        champion_dir=champion_dir,
     )
+    on_gpu(train, accelerator_type, accelerator_count, cpu_limit, memory_limit)
     gauntlet = run_gauntlet(
         model=train.outputs["model"],
         board_config=board_config,

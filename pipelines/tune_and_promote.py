@@ -3,9 +3,9 @@
 from kfp import dsl
 from tuneloop.components.config import check_config
 from tuneloop.components.evaluate import evaluate_model
-from tuneloop.components.images import GPU_IMAGE
 from tuneloop.components.promote import promote_model
 from tuneloop.components.tune import tune_model
+from tuneloop.pipelines.gpu import DEFAULT_ACCELERATOR, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT, on_gpu
 
 # Providers whose branch runs on the CPU base image (sklearn locally, hosted tuners remotely).
 CPU_BRANCHES = ["sklearn", "openai", "gemini", "claude"]
@@ -16,23 +16,6 @@ BRANCHES = CPU_BRANCHES + GPU_BRANCHES
 # Blessing rules (support-intent system): macro F1 at least 0.6, and at most 0.05 below the champion.
 DEFAULT_MIN_VALUES = {"macro_f1": 0.6}
 DEFAULT_MAX_DROP = {"macro_f1": 0.05}
-# The GPU task's defaults (the observation-classifier system's custom job: one L4, g2-standard-8).
-DEFAULT_ACCELERATOR = "NVIDIA_L4"
-DEFAULT_CPU_LIMIT = "8"
-DEFAULT_MEMORY_LIMIT = "32G"
-
-
-def _on_gpu(task, accelerator_type, accelerator_count, cpu_limit, memory_limit):
-    """Run ``task`` on the CUDA trainer image with the accelerator and machine size from the parameters."""
-    return (
-        task.set_container_image(GPU_IMAGE)
-        .set_accelerator_type(accelerator_type)
-        .set_accelerator_limit(accelerator_count)
-        .set_cpu_limit(cpu_limit)
-        .set_memory_limit(memory_limit)
-    )
-
-
 def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
            eval_options):
     """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate."""
@@ -154,13 +137,13 @@ def gpu_tune_evaluate_promote(
         budget_usd=0.0,
         task_env=task_env,
     )
-    _on_gpu(tune, *gpu)
+    on_gpu(tune, *gpu)
     # The candidate (and a LoRA champion) answer the eval prompts by generation: also on the GPU image.
     evaluate = _judge(
         tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
         eval_options,
     )
-    _on_gpu(evaluate, *gpu)
+    on_gpu(evaluate, *gpu)
 
 
 @dsl.pipeline(name="tune-and-promote")
@@ -217,38 +200,28 @@ def tune_and_promote(
         task_env=task_env,
         eval_options=eval_options,
     )
+    branch = {
+        "dataset_uri": dataset_uri,
+        "base_model": base_model,
+        "hyperparameters": hyperparameters,
+        "registry_uri": registry_uri,
+        "model_name": model_name,
+        "min_values": min_values,
+        "max_drop": max_drop,
+        "reports_uri": reports_uri,
+        "task_env": task_env,
+        "eval_options": eval_options,
+    }
     for name in CPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
-            tune_evaluate_promote(
-                provider=name,
-                dataset_uri=dataset_uri,
-                base_model=base_model,
-                hyperparameters=hyperparameters,
-                budget_usd=budget_usd,
-                registry_uri=registry_uri,
-                model_name=model_name,
-                min_values=min_values,
-                max_drop=max_drop,
-                reports_uri=reports_uri,
-                task_env=task_env,
-                eval_options=eval_options,
-            )
+            tune_evaluate_promote(provider=name, budget_usd=budget_usd, **branch)
     for name in GPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
             gpu_tune_evaluate_promote(
                 provider=name,
-                dataset_uri=dataset_uri,
-                base_model=base_model,
-                hyperparameters=hyperparameters,
-                registry_uri=registry_uri,
-                model_name=model_name,
-                min_values=min_values,
-                max_drop=max_drop,
-                reports_uri=reports_uri,
-                task_env=task_env,
-                eval_options=eval_options,
                 accelerator_type=accelerator_type,
                 accelerator_count=accelerator_count,
                 cpu_limit=cpu_limit,
                 memory_limit=memory_limit,
+                **branch,
             )

@@ -15,10 +15,9 @@ from typing import Any
 
 from tuneloop import datasets, storage
 from tuneloop import examples as ex
+from tuneloop.providers import HOSTED_PROVIDERS
 
 SUMMARY = "summary.json"
-# Providers that run a paid remote job (their hyperparameters take ``budget_usd``).
-HOSTED_PROVIDERS = ("openai", "gemini", "claude")
 
 
 class ConfigError(ValueError):

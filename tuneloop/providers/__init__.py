@@ -15,6 +15,8 @@ from typing import Any
 from tuneloop.providers.base import Provider
 
 PROVIDER_NAMES = ("sklearn", "oss-lora", "openai", "gemini", "claude")
+# Providers whose model lives at the provider and whose tuning is a paid remote job.
+HOSTED_PROVIDERS = ("openai", "gemini", "claude")
 
 # provider name -> (module, the pip extra that brings its dependencies; None = core install)
 _MODULES: dict[str, tuple[str, str | None]] = {

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tuneloop.examples import Example
-from tuneloop.providers.base import JobCancelled, PreflightError, Provider, ProviderError
+from tuneloop.providers.base import PreflightError, Provider, ProviderError
 
 T = TypeVar("T")
 Log = Callable[[str], None]
@@ -193,22 +193,6 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _cancellation_in(exc: BaseException) -> JobCancelled | None:
-    """A JobCancelled an SDK wrapped (botocore's HTTPClientError keeps it in ``kwargs['error']``)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, JobCancelled):
-            return e
-        inner = getattr(e, "kwargs", None)
-        todo += [e.__cause__, e.__context__, inner.get("error") if isinstance(inner, Mapping) else None]
-    return None
-
-
 def classify(exc: BaseException) -> Failure:
     """Whether ``exc`` is worth retrying, with its HTTP status and the server's Retry-After."""
     status = _status(exc)
@@ -247,19 +231,15 @@ def call(
         ProviderError: an API error that is not worth retrying, or retries exhausted; the message
             names ``what``, the HTTP status and the provider's message.
         DeadlineExceeded: no time left before ``deadline`` for the next retry.
-        JobCancelled: the task was cancelled during the call (also when an SDK wrapped it).
         Exception: anything that is not an API answer (bad arguments, missing credentials), as is.
     """
     rng = rng or random.Random()
     for attempt in range(1, policy.attempts + 1):
         try:
             return fn()
-        except (JobCancelled, ProviderError):
+        except ProviderError:
             raise
         except Exception as exc:
-            cancelled = _cancellation_in(exc)
-            if cancelled is not None:  # the task was cancelled mid-request and the SDK wrapped it
-                raise cancelled from exc
             failure = classify(exc)
             if not failure.retryable and failure.status is None:
                 raise  # not an API answer (bad arguments, missing credentials): as it is

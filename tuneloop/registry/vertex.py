@@ -31,6 +31,7 @@ from typing import Any
 
 from tuneloop import storage
 from tuneloop.examples import utc_now
+from tuneloop.providers import HOSTED_PROVIDERS
 from tuneloop.registry.files import (
     CHAMPION,
     EXAMPLE_IDS_FILE,
@@ -42,7 +43,6 @@ from tuneloop.registry.files import (
     _version_number,
 )
 
-HOSTED_PROVIDERS = frozenset({"openai", "gemini", "claude"})
 # A CPU serving image for the model versions (needed by upload_model; deploy with your own if you serve).
 DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-5:latest"
 _MODEL_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
