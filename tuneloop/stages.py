@@ -15,13 +15,10 @@ from typing import Any
 
 from tuneloop import datasets, storage
 from tuneloop import examples as ex
+from tuneloop.config import ConfigError
 from tuneloop.providers import HOSTED_PROVIDERS
 
 SUMMARY = "summary.json"
-
-
-class ConfigError(ValueError):
-    """A pipeline parameter is invalid; raised by the first task, before any work is done."""
 
 
 def _hash_config(d: Mapping[str, Any]) -> str:

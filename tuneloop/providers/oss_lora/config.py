@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneloop.config import ConfigError as BaseConfigError
+
 TASKS = ("causal-lm", "sequence-classification")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -30,7 +32,7 @@ ATTENTION_SUFFIXES = (
 SHAPE_FIELDS = ("task", "rank", "alpha", "target_modules", "max_seq_len", "packing")
 
 
-class ConfigError(ValueError):
+class ConfigError(BaseConfigError):
     """A hyperparameter with a bad value; the message names it, the value, and the fix."""
 
 
