@@ -1,4 +1,6 @@
-"""The first task of every tuning run: validate parameters before any work or spend."""
+"""The first task of every tuning run: validate and parse the parameters before any work or spend."""
+
+from typing import NamedTuple
 
 from kfp import dsl
 from tuneloop.components.images import BASE_IMAGE
@@ -7,41 +9,48 @@ from tuneloop.components.images import BASE_IMAGE
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def check_config(
     provider: str,
-    branches: list,
     registry_uri: str,
     model_name: str,
     min_values: dict,
     max_drop: dict,
     hyperparameters: dict,
+    budget_usd: float,
     task_env: dict,
     eval_options: dict,
-) -> str:
-    """Fail fast on an invalid run configuration.
+) -> NamedTuple("ConfigOutputs", provider=str, image=str, hyperparameters=dict):
+    """Fail fast on an invalid run configuration; pass on the canonical provider and its parsed config.
 
     Args:
-        provider: The tuner to run; must be one of ``branches``.
-        branches: The providers this pipeline has a branch for.
-        registry_uri: Model registry root (directory or gs:// prefix).
+        provider: The tuner to run (any registered provider; ``claude`` + ``hyperparameters.method``
+            names a Claude family member).
+        registry_uri: Model registry root (directory, gs:// prefix or vertex:// URI).
         model_name: Registry model name.
         min_values: Value thresholds, e.g. ``{"macro_f1": 0.6}``.
         max_drop: Largest allowed drop vs the champion, e.g. ``{"macro_f1": 0.05}``.
-        hyperparameters: Provider hyperparameters.
+        hyperparameters: Provider hyperparameters, parsed with the provider's config class (an unknown
+            key or a bad value fails here, naming the valid keys).
+        budget_usd: Most a hosted tuning job may cost (fills ``hyperparameters.budget_usd``; refused for
+            providers that spend nothing remotely).
         task_env: Environment of the tuning/evaluation tasks: ``<NAME>_SECRET`` Secret Manager version
             names and plain settings such as ``AWS_REGION`` (never a credential itself).
-        eval_options: How evaluation asks a hosted model (concurrency, max_requests, ...).
+        eval_options: How evaluation asks a hosted model (concurrency, max_requests, ...), parsed here.
 
     Returns:
-        The provider name, once validated.
+        The canonical provider name, the image its tasks run on (``cpu`` or ``gpu``: the branch taken),
+        and the parsed hyperparameters the tune task receives.
     """
+    from collections import namedtuple
+
     from tuneloop.stages import check_config as run
 
-    return run(
+    r = run(
         provider=provider,
-        branches=branches,
         registry_uri=registry_uri,
         model_name=model_name,
         thresholds={"min_values": min_values, "max_drop": max_drop},
         hyperparameters=hyperparameters,
         task_env=task_env,
         eval_options=eval_options,
-    )["provider"]
+        budget_usd=budget_usd,
+    )
+    return namedtuple("ConfigOutputs", "provider image hyperparameters")(r["provider"], r["image"], r["hyperparameters"])

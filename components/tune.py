@@ -13,7 +13,6 @@ def tune_model(
     dataset_uri: str,
     base_model: str,
     hyperparameters: dict,
-    budget_usd: float,
     task_env: dict,
     model: Output[Model],
     job: Output[Artifact],
@@ -21,11 +20,10 @@ def tune_model(
     """Tune a candidate model with one provider, idempotently.
 
     Args:
-        provider: Tuner name (sklearn, oss-lora, openai, gemini, claude).
+        provider: Canonical provider name (from the first task).
         dataset_uri: Published dataset directory.
         base_model: Base model id or path (ignored by sklearn).
-        hyperparameters: Provider hyperparameters.
-        budget_usd: Most a hosted job may cost (0 = ``hyperparameters.budget_usd`` decides).
+        hyperparameters: The provider's config as parsed by the first task.
         task_env: Environment to set first: Secret Manager names of credentials, region settings.
         model: The candidate model artifact (local model files or a card naming a remote model).
         job: The job record (provider job id + idempotency key), written before polling.
@@ -42,7 +40,6 @@ def tune_model(
         dataset_uri=dataset_uri,
         base_model=base_model,
         hyperparameters=hyperparameters,
-        budget_usd=budget_usd,
         task_env=task_env,
         model_dir=model.path,
         job_record_path=job.path,

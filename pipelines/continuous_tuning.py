@@ -5,12 +5,7 @@ from tuneloop.components.config import check_config
 from tuneloop.components.promote import record_skip
 from tuneloop.pipelines.export_dataset import export_dataset
 from tuneloop.pipelines.gpu import DEFAULT_ACCELERATOR, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT
-from tuneloop.pipelines.tune_and_promote import (
-    BRANCHES,
-    DEFAULT_MAX_DROP,
-    DEFAULT_MIN_VALUES,
-    tune_and_promote,
-)
+from tuneloop.pipelines.tune_and_promote import DEFAULT_MAX_DROP, DEFAULT_MIN_VALUES, tune_branches
 
 
 @dsl.pipeline(name="continuous-tuning")
@@ -48,7 +43,7 @@ def continuous_tuning(
         dataset_root: Root of published datasets and the watermark.
         registry_uri: Model registry root.
         table: Warehouse table of interaction rows.
-        provider: Tuner: one of the tune-and-promote branches.
+        provider: Tuner (any registered provider; see tune-and-promote).
         model_name: Registry model name.
         base_model: Base model id or path.
         hyperparameters: Provider hyperparameters.
@@ -64,19 +59,19 @@ def continuous_tuning(
         task_env: Environment of the tune and evaluate tasks: ``<NAME>_SECRET`` Secret Manager version
             names of credentials and settings such as ``AWS_REGION``; never a credential itself.
         eval_options: How evaluation asks a hosted model (concurrency, max_requests cap, retries).
-        accelerator_type: oss-lora tuning task's accelerator on Vertex.
-        accelerator_count: oss-lora tuning task's accelerator count.
-        cpu_limit: oss-lora tuning task's vCPUs.
-        memory_limit: oss-lora tuning task's memory.
+        accelerator_type: GPU branch's accelerator on Vertex.
+        accelerator_count: GPU branch's accelerator count.
+        cpu_limit: GPU branch's vCPUs.
+        memory_limit: GPU branch's memory.
     """
     checked = check_config(
         provider=provider,
-        branches=BRANCHES,
         registry_uri=registry_uri,
         model_name=model_name,
         min_values=min_values,
         max_drop=max_drop,
         hyperparameters=hyperparameters,
+        budget_usd=budget_usd,
         task_env=task_env,
         eval_options=eval_options,
     )
@@ -84,7 +79,7 @@ def continuous_tuning(
         warehouse_uri=warehouse_uri,
         dataset_root=dataset_root,
         table=table,
-        provider=provider,
+        provider=checked.outputs["provider"],
         formats=formats,
         min_new_examples=min_new_examples,
         min_examples=min_examples,
@@ -93,14 +88,14 @@ def continuous_tuning(
         base_model=base_model,
     ).after(checked)
     with dsl.If(dataset.outputs["status"] == "ready", name="enough-new-data"):
-        tune_and_promote(
+        tune_branches(
+            provider=checked.outputs["provider"],
+            image=checked.outputs["image"],
+            hyperparameters=checked.outputs["hyperparameters"],
             dataset_uri=dataset.outputs["dataset_uri"],
-            registry_uri=registry_uri,
-            provider=provider,
-            model_name=model_name,
             base_model=base_model,
-            hyperparameters=hyperparameters,
-            budget_usd=budget_usd,
+            registry_uri=registry_uri,
+            model_name=model_name,
             min_values=min_values,
             max_drop=max_drop,
             reports_uri=reports_uri,
@@ -114,7 +109,7 @@ def continuous_tuning(
     with dsl.Else(name="too-little-new-data"):
         record_skip(
             reason=dataset.outputs["reason"],
-            provider=provider,
+            provider=checked.outputs["provider"],
             registry_uri=registry_uri,
             model_name=model_name,
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,

@@ -1,4 +1,10 @@
-"""tune-and-promote: a published dataset -> the provider's branch: tune -> evaluate -> promote."""
+"""tune-and-promote: a published dataset -> the first task picks the branch -> tune -> evaluate -> promote.
+
+The branch is chosen by where the provider's tasks run, not by provider: one CPU branch (the base
+image: sklearn locally, the hosted tuners remotely, any plug-in provider that declares ``cpu``) and one
+GPU branch (the CUDA trainer image with an accelerator: oss-lora). The provider is a parameter of the
+tune and evaluate tasks, so adding a provider changes no pipeline.
+"""
 
 from kfp import dsl
 from tuneloop.components.config import check_config
@@ -7,15 +13,13 @@ from tuneloop.components.promote import promote_model
 from tuneloop.components.tune import tune_model
 from tuneloop.pipelines.gpu import DEFAULT_ACCELERATOR, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT, on_gpu
 
-# Providers whose branch runs on the CPU base image (sklearn locally, hosted tuners remotely).
-CPU_BRANCHES = ["sklearn", "openai", "gemini", "claude"]
-# Providers whose tuning task runs on the CUDA trainer image with an accelerator.
-GPU_BRANCHES = ["oss-lora"]
-# The providers this pipeline has a branch for (dsl.If blocks; dsl.OneOf does not run locally).
-BRANCHES = CPU_BRANCHES + GPU_BRANCHES
+# The images a provider declares (tuneloop.providers.registry.IMAGES; a test pins them): one branch each.
+CPU, GPU = "cpu", "gpu"
 # Blessing rules (support-intent system): macro F1 at least 0.6, and at most 0.05 below the champion.
 DEFAULT_MIN_VALUES = {"macro_f1": 0.6}
 DEFAULT_MAX_DROP = {"macro_f1": 0.05}
+
+
 def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
            eval_options):
     """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate."""
@@ -47,7 +51,6 @@ def tune_evaluate_promote(
     dataset_uri: str,
     base_model: str,
     hyperparameters: dict,
-    budget_usd: float,
     registry_uri: str,
     model_name: str,
     min_values: dict,
@@ -56,14 +59,13 @@ def tune_evaluate_promote(
     task_env: dict,
     eval_options: dict,
 ):
-    """One provider's branch: tune a candidate, judge it against the champion, promote if blessed.
+    """The CPU branch: tune a candidate, judge it against the champion, promote if blessed.
 
     Args:
-        provider: Tuner name.
+        provider: Canonical provider name (from the first task).
         dataset_uri: Published dataset directory.
         base_model: Base model id or path.
-        hyperparameters: Provider hyperparameters.
-        budget_usd: Most a hosted tuning job may cost (0 = take ``hyperparameters.budget_usd``).
+        hyperparameters: The provider's config as parsed by the first task.
         registry_uri: Registry root.
         model_name: Registry model name.
         min_values: Value thresholds ``{metric: minimum}``.
@@ -77,7 +79,6 @@ def tune_evaluate_promote(
         dataset_uri=dataset_uri,
         base_model=base_model,
         hyperparameters=hyperparameters,
-        budget_usd=budget_usd,
         task_env=task_env,
     )
     _judge(
@@ -104,18 +105,18 @@ def gpu_tune_evaluate_promote(
     cpu_limit: str,
     memory_limit: str,
 ):
-    """The open-model branch: tune and evaluate on the CUDA trainer image with an accelerator, then promote.
+    """The GPU branch: tune and evaluate on the CUDA trainer image with an accelerator, then promote.
 
     On Vertex AI Pipelines the tuning and evaluation tasks run on a machine with ``accelerator_count`` x
     ``accelerator_type`` sized by ``cpu_limit``/``memory_limit``; under ``kfp.local`` the same
     components run on this machine's CPU.
 
     Args:
-        provider: Tuner name (oss-lora).
+        provider: Canonical provider name (from the first task), e.g. oss-lora.
         dataset_uri: Published dataset directory.
         base_model: Base model folder (config, tokenizer, safetensors): a ``gs://`` prefix (mirrored into
             the task) or a local path such as a ``/gcs/BUCKET/...`` mount.
-        hyperparameters: LoRA trainer settings.
+        hyperparameters: The provider's config as parsed by the first task.
         registry_uri: Registry root.
         model_name: Registry model name.
         min_values: Value thresholds ``{metric: minimum}``.
@@ -134,7 +135,6 @@ def gpu_tune_evaluate_promote(
         dataset_uri=dataset_uri,
         base_model=base_model,
         hyperparameters=hyperparameters,
-        budget_usd=0.0,
         task_env=task_env,
     )
     on_gpu(tune, *gpu)
@@ -144,6 +144,70 @@ def gpu_tune_evaluate_promote(
         eval_options,
     )
     on_gpu(evaluate, *gpu)
+
+
+@dsl.pipeline(name="tune-branches")
+def tune_branches(
+    provider: str,
+    image: str,
+    hyperparameters: dict,
+    dataset_uri: str,
+    base_model: str,
+    registry_uri: str,
+    model_name: str,
+    min_values: dict,
+    max_drop: dict,
+    reports_uri: str,
+    task_env: dict,
+    eval_options: dict,
+    accelerator_type: str,
+    accelerator_count: int,
+    cpu_limit: str,
+    memory_limit: str,
+):
+    """Run the branch the first task chose: the CPU branch or the GPU branch.
+
+    Args:
+        provider: Canonical provider name (from the first task).
+        image: Where the provider's tasks run, as it declares (``cpu`` or ``gpu``; from the first task).
+        hyperparameters: The provider's config as parsed by the first task.
+        dataset_uri: Published dataset directory.
+        base_model: Base model id or path.
+        registry_uri: Registry root.
+        model_name: Registry model name.
+        min_values: Value thresholds ``{metric: minimum}``.
+        max_drop: ``{metric: largest allowed drop}`` against the champion.
+        reports_uri: Where run summaries are written ("" = artifacts only).
+        task_env: Environment of the tune and evaluate tasks (credential locations, regions).
+        eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
+        accelerator_type: GPU branch's accelerator on Vertex.
+        accelerator_count: GPU branch's accelerator count.
+        cpu_limit: GPU branch's vCPUs.
+        memory_limit: GPU branch's memory.
+    """
+    branch = {
+        "provider": provider,
+        "hyperparameters": hyperparameters,
+        "dataset_uri": dataset_uri,
+        "base_model": base_model,
+        "registry_uri": registry_uri,
+        "model_name": model_name,
+        "min_values": min_values,
+        "max_drop": max_drop,
+        "reports_uri": reports_uri,
+        "task_env": task_env,
+        "eval_options": eval_options,
+    }
+    with dsl.If(image == CPU, name="cpu-branch"):
+        tune_evaluate_promote(**branch)
+    with dsl.If(image == GPU, name="gpu-branch"):
+        gpu_tune_evaluate_promote(
+            accelerator_type=accelerator_type,
+            accelerator_count=accelerator_count,
+            cpu_limit=cpu_limit,
+            memory_limit=memory_limit,
+            **branch,
+        )
 
 
 @dsl.pipeline(name="tune-and-promote")
@@ -170,10 +234,13 @@ def tune_and_promote(
     Args:
         dataset_uri: Published dataset directory (from export-dataset or an upload trigger).
         registry_uri: Model registry root (directory or gs:// prefix).
-        provider: Tuner: sklearn, oss-lora, openai, gemini or claude; anything else fails the first task.
+        provider: Tuner: sklearn, oss-lora, openai, gemini, claude (few-shot or bedrock by
+            ``hyperparameters.method``), or a provider a package registers; anything else fails the
+            first task.
         model_name: Registry model name.
         base_model: Base model id or path (unused by sklearn).
-        hyperparameters: Provider hyperparameters (see the README's provider sections).
+        hyperparameters: Provider hyperparameters (docs/providers.md lists each provider's keys); an
+            unknown key or a bad value fails the first task.
         budget_usd: Most a hosted tuning job may cost; preflight refuses a larger estimate before
             uploading anything (0 = take ``hyperparameters.budget_usd``).
         min_values: Value thresholds ``{metric: minimum}`` (first run: the only rules).
@@ -184,44 +251,37 @@ def tune_and_promote(
             ``OPENAI_API_KEY_SECRET``) and settings such as ``AWS_REGION``; never a credential itself.
         eval_options: How evaluation asks a hosted model: ``concurrency`` (default 4), ``max_requests``
             (the run's request cap per model, default 5000), ``max_output_tokens``, ``retry``.
-        accelerator_type: oss-lora tuning task's accelerator on Vertex (default one NVIDIA_L4).
-        accelerator_count: oss-lora tuning task's accelerator count.
-        cpu_limit: oss-lora tuning task's vCPUs.
-        memory_limit: oss-lora tuning task's memory.
+        accelerator_type: GPU branch's accelerator on Vertex (default one NVIDIA_L4).
+        accelerator_count: GPU branch's accelerator count.
+        cpu_limit: GPU branch's vCPUs.
+        memory_limit: GPU branch's memory.
     """
     checked = check_config(
         provider=provider,
-        branches=BRANCHES,
         registry_uri=registry_uri,
         model_name=model_name,
         min_values=min_values,
         max_drop=max_drop,
         hyperparameters=hyperparameters,
+        budget_usd=budget_usd,
         task_env=task_env,
         eval_options=eval_options,
     )
-    branch = {
-        "dataset_uri": dataset_uri,
-        "base_model": base_model,
-        "hyperparameters": hyperparameters,
-        "registry_uri": registry_uri,
-        "model_name": model_name,
-        "min_values": min_values,
-        "max_drop": max_drop,
-        "reports_uri": reports_uri,
-        "task_env": task_env,
-        "eval_options": eval_options,
-    }
-    for name in CPU_BRANCHES:
-        with dsl.If(checked.output == name, name=f"provider-{name}"):
-            tune_evaluate_promote(provider=name, budget_usd=budget_usd, **branch)
-    for name in GPU_BRANCHES:
-        with dsl.If(checked.output == name, name=f"provider-{name}"):
-            gpu_tune_evaluate_promote(
-                provider=name,
-                accelerator_type=accelerator_type,
-                accelerator_count=accelerator_count,
-                cpu_limit=cpu_limit,
-                memory_limit=memory_limit,
-                **branch,
-            )
+    tune_branches(
+        provider=checked.outputs["provider"],
+        image=checked.outputs["image"],
+        hyperparameters=checked.outputs["hyperparameters"],
+        dataset_uri=dataset_uri,
+        base_model=base_model,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        min_values=min_values,
+        max_drop=max_drop,
+        reports_uri=reports_uri,
+        task_env=task_env,
+        eval_options=eval_options,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
+    )

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Any
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 
-PROVIDERS = ("openai", "gemini", "claude", "sklearn", "oss-lora")
 PLATFORMS = ("openai", "vertex", "bedrock", "anthropic", "local")
 KINDS = ("fine-tune", "few-shot", "local")
 WILDCARD = "*"
+# A provider's catalog name (its family's name for a family member, see Provider.catalog_name).
+_PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 MODEL_KEYS = (
     "provider",
@@ -82,7 +84,7 @@ class ModelInfo:
     """One catalog entry: what the formatter and preflight need to know about a base model.
 
     Attributes:
-        provider: tuneloop provider name (openai, gemini, claude, sklearn, oss-lora).
+        provider: the provider's catalog name (openai, gemini, claude, sklearn, oss-lora, or a plug-in's).
         name: the provider's model id (``"*"`` = any model of a local provider).
         platform: where it runs: openai, vertex, bedrock, anthropic or local.
         kind: fine-tune, few-shot (no tuning API: exemplars + instructions) or local.
@@ -121,8 +123,11 @@ class ModelInfo:
 
     def __post_init__(self) -> None:
         where = f"{self.provider}/{self.name}"
-        if self.provider not in PROVIDERS:
-            raise CatalogError(f"{where}: provider {self.provider!r} is not one of {', '.join(PROVIDERS)}")
+        if not isinstance(self.provider, str) or not _PROVIDER_NAME.fullmatch(self.provider):
+            raise CatalogError(
+                f"{where}: provider {self.provider!r} must be a provider's catalog name (lower-case letters, digits, "
+                "'-'), e.g. openai, gemini, claude"
+            )
         if self.platform not in PLATFORMS:
             raise CatalogError(f"{where}: platform {self.platform!r} is not one of {', '.join(PLATFORMS)}")
         if self.kind not in KINDS:
@@ -212,8 +217,9 @@ class Catalog:
         Raises:
             CatalogError: the provider or model is not in the catalog; the message lists what is.
         """
-        if provider not in PROVIDERS:
-            raise CatalogError(f"provider={provider!r} is not one of {', '.join(PROVIDERS)}")
+        known = sorted({m.provider for m in self.models})
+        if provider not in known:
+            raise CatalogError(f"provider={provider!r} has no models in the catalog; it lists {', '.join(known)}")
         if name is None:
             name = self.defaults.get(provider)
             if name is None:

@@ -79,15 +79,29 @@ def validate(
     model: Annotated[str, typer.Option(help="Base model whose limits apply.")] = "",
 ) -> None:
     """Check a training file against the provider's rules, with the same validator the pipeline runs."""
-    from tuneloop.formats import FORMAT_NAMES, format_for_provider, validate_file
+    from tuneloop.formats import FORMAT_NAMES, validate_file
+    from tuneloop.providers import format_of
 
-    fmt = provider if provider in FORMAT_NAMES else format_for_provider(provider)
+    fmt = provider if provider in FORMAT_NAMES else format_of(provider)
     if not fmt:
         _fail(f"--provider {provider!r} has no training file format; use one of {list(FORMAT_NAMES)}", 2)
     report = validate_file(str(file), fmt, model=model or None)
     typer.echo(report.summary() if hasattr(report, "summary") else str(report))
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def providers(
+    name: Annotated[str, typer.Argument(help="A provider (or family) name: list its hyperparameters.")] = "",
+) -> None:
+    """List the tuners (built in, and any a package registers), or one provider's hyperparameters."""
+    from tuneloop.providers.registry import ProviderNotFound, settings_table, summary_table
+
+    try:
+        typer.echo(settings_table(name) if name else summary_table())
+    except ProviderNotFound as exc:
+        _fail(str(exc), 2)
 
 
 @app.command()

@@ -54,6 +54,15 @@ def setting(default: Any = _MISSING, *, help: str, job_key: bool = True, default
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def check_number(name: str, value: Any, lo: float, hi: float | None = None, *, integer: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a number (an integer if asked) in ``[lo, hi]``."""
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else int | float)
+    if not ok or value < lo or (hi is not None and value > hi):
+        kind = "an integer" if integer else "a number"
+        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}={value!r} must be {kind} {rng}")
+
+
 def close_match(name: str, valid: typing.Iterable[str]) -> str | None:
     """The valid name closest to ``name`` (case-insensitive), or None when none is close."""
     valid = list(valid)
@@ -175,6 +184,21 @@ def to_mapping(config: Any) -> dict[str, Any]:
         return v
 
     return plain(config)
+
+
+def changed_fields(config: Any) -> dict[str, Any]:
+    """The fields of ``config`` whose value differs from the default, as plain data.
+
+    ``from_mapping(type(config), changed_fields(config)) == config``: what the first task passes on to
+    later tasks (a KFP dict output holds no nulls, and an unchanged default needs no passing).
+    """
+    default = type(config)()
+    out = {}
+    for f in dataclasses.fields(config):
+        value, base = getattr(config, f.name), getattr(default, f.name)
+        if value != base:
+            out[f.name] = changed_fields(value) if dataclasses.is_dataclass(value) else to_mapping(value)
+    return out
 
 
 def job_key_fields(config: Any) -> dict[str, Any]:

@@ -183,30 +183,34 @@ def compute_metrics(
 
 
 def mcnemar(
-    y_true: Sequence[str], pred_a: Sequence[str | None], pred_b: Sequence[str | None]
+    y_true: Sequence[str], *, champion: Sequence[str | None], candidate: Sequence[str | None]
 ) -> dict[str, Any]:
-    """McNemar's paired test of two models on the same rows.
+    """McNemar's paired test of the champion and the candidate on the same rows.
 
-    ``b`` counts rows A got right and B got wrong, ``c`` the reverse. With ``b + c < 25`` the exact
+    ``b`` counts rows only the champion got right, ``c`` rows only the candidate got right (also
+    returned as ``only_champion_right`` / ``only_candidate_right``). With ``b + c < 25`` the exact
     two-sided binomial test is used, else chi-square with continuity correction, 1 degree of freedom.
+    Keyword-only, so the two sides cannot be swapped by position.
 
     Args:
         y_true: the true labels.
-        pred_a: model A's parsed predictions (None = wrong), row for row.
-        pred_b: model B's parsed predictions, row for row.
+        champion: the champion's parsed predictions (None = wrong), row for row.
+        candidate: the candidate's parsed predictions, row for row.
 
     Returns:
-        ``{n, b, c, both_right, both_wrong, statistic, p_value, method}``.
+        ``{n, b, c, only_champion_right, only_candidate_right, both_right, both_wrong, statistic,
+        p_value, method}``.
 
     Raises:
         ValueError: the three sequences differ in length.
     """
     from scipy import stats
 
+    pred_a, pred_b = champion, candidate
     if not len(y_true) == len(pred_a) == len(pred_b):
         raise ValueError(
-            f"y_true ({len(y_true)}), pred_a ({len(pred_a)}) and pred_b ({len(pred_b)}) must have the "
-            "same length: a paired test needs both models' answers on the same rows"
+            f"y_true ({len(y_true)}), champion ({len(pred_a)}) and candidate ({len(pred_b)}) predictions must "
+            "have the same length: a paired test needs both models' answers on the same rows"
         )
     b = c = both_right = both_wrong = 0
     for t, a, bb in zip(y_true, pred_a, pred_b, strict=True):
@@ -229,6 +233,8 @@ def mcnemar(
         "n": len(y_true),
         "b": b,
         "c": c,
+        "only_champion_right": b,
+        "only_candidate_right": c,
         "both_right": both_right,
         "both_wrong": both_wrong,
         "statistic": float(statistic),
@@ -378,8 +384,8 @@ def decide(
         thresholds: the thresholds; None counts as none configured.
         champion_version: the champion's registry version, named in the reason.
         paired: a :func:`mcnemar` result, recorded and quoted in the reason (it does not decide);
-            by convention ``mcnemar(y_true, champion_pred, candidate_pred)``, so ``c`` counts the rows
-            only the candidate got right.
+            ``mcnemar(y_true, champion=..., candidate=...)``: ``c`` counts the rows only the candidate
+            got right.
 
     Returns:
         A :class:`Blessing`; ``reason`` always says what was compared and with which numbers.

@@ -8,7 +8,6 @@ Nothing here imports kfp, so each step is testable and callable without a pipeli
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,10 @@ from typing import Any
 from tuneloop import datasets, storage
 from tuneloop import examples as ex
 from tuneloop.config import ConfigError
-from tuneloop.providers import HOSTED_PROVIDERS
+from tuneloop.providers import hosted_names
 
 SUMMARY = "summary.json"
-
-
-def _hash_config(d: Mapping[str, Any]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+RESULT_CARD = "tuneloop-result.json"  # what the tune task leaves in its model artifact
 
 
 # -- 0. parameters ---------------------------------------------------------------------------
@@ -33,60 +27,86 @@ def _hash_config(d: Mapping[str, Any]) -> str:
 def check_config(
     *,
     provider: str,
-    branches: Sequence[str],
     registry_uri: str,
     model_name: str,
     thresholds: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
     task_env: Mapping[str, Any] | None = None,
     eval_options: Mapping[str, Any] | None = None,
+    budget_usd: float = 0.0,
 ) -> dict[str, Any]:
-    """Validate the run's parameters; raise ConfigError naming the parameter, the value and the fix."""
-    from tuneloop.evaluation import Thresholds
-    from tuneloop.providers import check_provider_name, get_provider
+    """Validate and parse the run's parameters, before any work or spend.
 
+    The provider name is canonicalised (``OpenAI`` -> ``openai``; ``claude`` + ``method`` -> its
+    member); the hyperparameters are parsed with that provider's config class (unknown keys and bad
+    values fail here, naming the valid keys); ``eval_options`` are parsed the same way.
+
+    Returns:
+        ``provider`` (canonical), ``image`` (``cpu`` or ``gpu``: the branch that runs it), ``hosted``,
+        ``hyperparameters`` (the parsed config's changed fields as plain data: what the tune task
+        receives and parses again to the same config),
+        ``thresholds`` and ``eval_options`` (parsed).
+
+    Raises:
+        ConfigError: naming the parameter, the value and the fix.
+    """
+    from tuneloop.config import changed_fields, to_mapping
+    from tuneloop.evaluation import Thresholds
+    from tuneloop.providers.registry import ProviderNotFound, install_hint, missing_requirements, resolve
+    from tuneloop.registry import VERTEX_SCHEME, open_registry
+    from tuneloop.secrets import check_task_env
+
+    if not isinstance(hyperparameters, Mapping):
+        raise ConfigError(f"hyperparameters must be an object, got {type(hyperparameters).__name__}")
     try:
-        provider = check_provider_name(provider)
-    except ValueError:
-        pass  # reported below against this pipeline's own branches
-    if provider not in branches:
+        cls, hp = resolve(provider, hyperparameters)
+    except ProviderNotFound as exc:
+        raise ConfigError(str(exc)) from exc
+    missing = missing_requirements(cls)
+    if missing:
         raise ConfigError(
-            f"provider={provider!r} is not one of this pipeline's providers {sorted(branches)}; "
-            "pass one of them as the 'provider' parameter"
+            f"provider={cls.name!r} cannot run here: it needs {missing}, which is not installed; {install_hint(cls)}"
         )
-    try:
-        get_provider(provider)
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(f"provider={provider!r} cannot run here: {exc}") from exc
+    config = cls.parse_config(hp)
+    if budget_usd:
+        if isinstance(budget_usd, bool) or not isinstance(budget_usd, int | float) or budget_usd < 0:
+            raise ConfigError(f"budget_usd={budget_usd!r} must be a number >= 0 (0 = no pipeline-level budget)")
+        if not cls.hosted:
+            raise ConfigError(
+                f"budget_usd={budget_usd} applies to the hosted providers {hosted_names()}; "
+                f"{cls.name!r} runs on your own machines: leave budget_usd at 0"
+            )
+        if getattr(config, "budget_usd", None) is None:
+            config = cls.parse_config({**to_mapping(config), "budget_usd": float(budget_usd)})
     if not registry_uri:
         raise ConfigError("registry_uri is empty; pass a directory or gs:// prefix for the model registry")
     if not model_name or not all(c.isalnum() or c in "-_" for c in model_name):
         raise ConfigError(f"model_name={model_name!r} must be non-empty letters, digits, '-' or '_'")
-    from tuneloop.registry import VERTEX_SCHEME, open_registry
-
     try:
         open_registry(registry_uri, model_name)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    if registry_uri.startswith(VERTEX_SCHEME) and provider in HOSTED_PROVIDERS:
+    if registry_uri.startswith(VERTEX_SCHEME) and cls.hosted:
         raise ConfigError(
-            f"registry_uri={registry_uri!r}: a {provider} model lives at its provider, not in Vertex Model "
+            f"registry_uri={registry_uri!r}: a {cls.name} model lives at its provider, not in Vertex Model "
             "Registry; record it in the file registry (a directory or gs:// prefix)"
         )
     try:
         parsed = Thresholds.from_dict(dict(thresholds))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"thresholds={dict(thresholds)!r} is invalid: {exc}") from exc
-    if not isinstance(hyperparameters, Mapping):
-        raise ConfigError(f"hyperparameters must be an object, got {type(hyperparameters).__name__}")
-    from tuneloop.secrets import check_task_env
-
     try:
         check_task_env(task_env or {})
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    eval_policy(eval_options)
-    return {"provider": provider, "thresholds": parsed.to_dict(), "hyperparameters": dict(hyperparameters)}
+    return {
+        "provider": cls.name,
+        "image": cls.image,
+        "hosted": cls.hosted,
+        "hyperparameters": changed_fields(config),
+        "thresholds": parsed.to_dict(),
+        "eval_options": changed_fields(eval_policy(eval_options)),
+    }
 
 
 # -- 1. extract ------------------------------------------------------------------------------
@@ -139,7 +159,7 @@ def prepare_dataset(
     Returns ``status`` "ready" (with ``dataset_uri``) or "skipped" (with the reason); too few rows
     surviving validation raises instead: that is a failure, not a skip.
     """
-    from tuneloop.formats import format_for_provider
+    from tuneloop.providers import formats_of
 
     new = ex.read_parquet(examples_path)
     quarantined = [
@@ -160,7 +180,7 @@ def prepare_dataset(
     previous = (
         datasets.load_dataset(datasets.dataset_uri(dataset_root, state.latest)) if state.latest else None
     )
-    wanted = list(dict.fromkeys([*formats, *([format_for_provider(provider)] if provider else [])]))
+    wanted = list(dict.fromkeys([*formats, *(formats_of(provider) if provider else [])]))
     manifest = datasets.build_dataset(
         new,
         work_dir,
@@ -195,41 +215,34 @@ def tune(
     hyperparameters: Mapping[str, Any],
     model_dir: str,
     job_record_path: str,
-    budget_usd: float = 0.0,
     task_env: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the provider's tuning job; the model artifact lands in ``model_dir``.
 
-    ``budget_usd`` (> 0) caps a hosted provider's training cost; it fills ``hyperparameters.budget_usd``
-    when that is not set, and is refused for a provider that spends nothing remotely. ``task_env`` is
-    applied to this process's environment first (see :func:`tuneloop.secrets.apply_task_env`).
+    ``hyperparameters`` are the first task's parsed config (a budget from the pipeline's
+    ``budget_usd`` is already in it); they are parsed into the provider's config once more here, which
+    turns KFP's floats back into ints. ``task_env`` is applied to this process's environment first
+    (see :func:`tuneloop.secrets.apply_task_env`).
     """
-    from tuneloop.providers import get_provider
     from tuneloop.providers.base import TuneRequest, run_job
+    from tuneloop.providers.registry import resolve
     from tuneloop.secrets import apply_task_env
 
     apply_task_env(task_env)
-    hyperparameters = dict(hyperparameters)
-    if budget_usd and budget_usd < 0:
-        raise ConfigError(f"budget_usd={budget_usd} must be >= 0 (0 = no pipeline-level budget)")
-    if budget_usd and "budget_usd" not in hyperparameters:
-        if provider not in HOSTED_PROVIDERS:
-            raise ConfigError(
-                f"budget_usd={budget_usd} applies to the hosted providers {list(HOSTED_PROVIDERS)}; "
-                f"{provider!r} runs on your own machines: leave budget_usd at 0"
-            )
-        hyperparameters["budget_usd"] = float(budget_usd)
+    cls, hp = resolve(provider, hyperparameters)
+    config = cls.parse_config(hp)
     ds = datasets.load_dataset(dataset_uri)
-    prov = get_provider(provider, output_dir=model_dir)
+    prov = cls(output_dir=model_dir)
     request = TuneRequest(
         train=ds.splits["train"],
         validation=ds.splits["validation"],
         dataset_hash=ds.hash,
         base_model=base_model,
-        hyperparameters=dict(hyperparameters),
+        hyperparameters=hp,
         files={s: ds.format_file(fmt, s) for fmt in ds.manifest.get("formats", {}) for s in ex.SPLITS},
         labels=ds.labels,
         output_dir=model_dir,
+        config=config,
     )
     result = run_job(prov, request, record_path=job_record_path)
     card = {
@@ -238,46 +251,32 @@ def tune(
         "train_example_ids": [e.id for e in ds.splits["train"]],
     }
     Path(model_dir).mkdir(parents=True, exist_ok=True)
-    (Path(model_dir) / "tuneloop-result.json").write_text(json.dumps(card, indent=2, sort_keys=True))
+    (Path(model_dir) / RESULT_CARD).write_text(json.dumps(card, indent=2, sort_keys=True))
     return {"model_ref": result.model_ref, "job_id": result.job_id, "dataset_hash": ds.hash}
 
 
 # -- 4. evaluate -----------------------------------------------------------------------------
 
 
-def eval_policy(eval_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``eval_options`` (how evaluation asks a hosted model) checked, with KFP's float numbers as ints.
+def eval_policy(eval_options: Mapping[str, Any] | None):
+    """``eval_options`` (how evaluation asks a hosted model) parsed into a PredictPolicy.
 
     Raises:
-        ConfigError: an unknown key or a bad value, named.
+        ConfigError: an unknown key (with the closest valid one) or a bad value, named.
     """
+    from tuneloop.config import from_mapping
     from tuneloop.providers.hosted import PredictPolicy
 
-    def plain(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {k: plain(x) for k, x in v.items()}
-        return int(v) if isinstance(v, float) and v.is_integer() else v
-
-    opts = plain(dict(eval_options or {}))
-    try:
-        PredictPolicy.from_options(opts)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"eval_options={dict(eval_options or {})!r}: {exc}") from exc
-    return opts
+    return from_mapping(PredictPolicy, eval_options, what="eval_options")
 
 
-def _predict_labels(
-    provider_name: str,
-    model_ref: str,
-    rows: Sequence[ex.Example],
-    labels: Sequence[str],
-    eval_options: Mapping[str, Any] | None = None,
-):
+def _predict_labels(provider_name: str, model_ref: str, rows: Sequence[ex.Example], labels: Sequence[str],
+                    policy):
     from tuneloop.evaluation import parse_label
-    from tuneloop.providers import get_provider
+    from tuneloop.providers.registry import provider_class
 
-    options = {"predict": eval_policy(eval_options)} if eval_options and provider_name in HOSTED_PROVIDERS else {}
-    answers = get_provider(provider_name, **options).predict(model_ref, rows)
+    cls = provider_class(provider_name)
+    answers = (cls(predict=policy) if cls.hosted else cls()).predict(model_ref, rows)
     return [parse_label(a, labels) for a in answers], answers
 
 
@@ -311,18 +310,19 @@ def evaluate(
             f"dataset {dataset_uri} has an empty eval split; add data or change the split fractions"
         )
     truth = [e.target for e in rows]
-    card = json.loads((Path(model_dir) / "tuneloop-result.json").read_text())
+    card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
     labels = sorted(set(ds.labels) | {t for t in truth if t})
-    cand_pred, cand_raw = _predict_labels(provider, card["model_ref"], rows, labels, eval_options)
+    policy = eval_policy(eval_options)
+    cand_pred, cand_raw = _predict_labels(provider, card["model_ref"], rows, labels, policy)
     cand_metrics = compute_metrics(truth, cand_pred, labels)
 
     registry = open_registry(registry_uri, model_name)
     champion = registry.champion()
     champ_metrics = paired = None
     if champion is not None:
-        champ_pred, _ = _predict_labels(champion.provider, model_ref_of(champion), rows, labels, eval_options)
+        champ_pred, _ = _predict_labels(champion.provider, model_ref_of(champion), rows, labels, policy)
         champ_metrics = compute_metrics(truth, champ_pred, labels)
-        paired = mcnemar(truth, cand_pred, champ_pred)
+        paired = mcnemar(truth, candidate=cand_pred, champion=champ_pred)
     blessing = decide(
         cand_metrics,
         champ_metrics,
@@ -383,7 +383,7 @@ def promote(
     from tuneloop.registry import ChampionMoved, open_registry
 
     blessing = json.loads(Path(blessing_path).read_text())
-    card = json.loads((Path(model_dir) / "tuneloop-result.json").read_text())
+    card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
     registry = open_registry(registry_uri, model_name)
     # A model that lives in files is copied into the version (the task's folder goes with its run): only
     # the folder predict reads (oss-lora's final model, not its checkpoints). Remote models stay remote.
@@ -456,7 +456,3 @@ def record_skip(
     }
     summary["summary_uri"] = write_summary(summary, summary_path, reports_uri, run_name)
     return summary
-
-
-def copy_tree(src: str, dst: str) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True)

@@ -28,12 +28,12 @@ def _art(cls, tmp_path, name):
 def _config(**over):
     base = {
         "provider": "sklearn",
-        "branches": ["sklearn"],
         "registry_uri": "/tmp/registry",
         "model_name": "support-intent",
         "min_values": {"macro_f1": 0.6},
         "max_drop": {"macro_f1": 0.05},
         "hyperparameters": {},
+        "budget_usd": 0.0,
         "task_env": {},
         "eval_options": {},
     }
@@ -41,13 +41,20 @@ def _config(**over):
 
 
 def test_check_config_accepts_a_valid_run():
-    assert check_config.python_func(**_config()) == "sklearn"
+    out = check_config.python_func(**_config(provider="SKLearn", hyperparameters={"ngram_max": 2.0}))
+    assert (out.provider, out.image) == ("sklearn", "cpu")
+    assert out.hyperparameters["ngram_max"] == 2 and type(out.hyperparameters["ngram_max"]) is int
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"provider": "gpt"}, "provider='gpt' is not one of this pipeline's providers ['sklearn']"),
+        ({"provider": "gpt"}, "provider='gpt' is not a known provider; use one of ['claude'"),
+        ({"hyperparameters": {"ngram": 2}}, "hyperparameters: unknown key 'ngram' (did you mean 'ngram_max'?)"),
+        ({"hyperparameters": {"ngram_max": 2.5}}, "hyperparameters.ngram_max=2.5 must be an integer"),
+        ({"budget_usd": 5.0}, "budget_usd=5.0 applies to the hosted providers"),
+        ({"provider": "oss-lora", "budget_usd": 1.0}, "'oss-lora' runs on your own machines"),
+        ({"eval_options": {"concurency": 2}}, "eval_options: unknown key 'concurency' (did you mean 'concurrency'?)"),
         ({"registry_uri": ""}, "registry_uri is empty"),
         ({"model_name": "my model"}, "model_name='my model'"),
         ({"min_values": {"f1_typo": 0.5}}, "thresholds="),
@@ -96,7 +103,6 @@ def tuned(tmp_path):
         dataset_uri=prepared.dataset_uri,
         base_model="",
         hyperparameters={},
-        budget_usd=0.0,
         task_env={},
         model=model,
         job=job,

@@ -1,4 +1,5 @@
-"""The compiled tune-and-promote spec: one dsl.If branch per provider, and the GPU task's settings.
+"""The compiled tune-and-promote spec: the first task picks one of two branches (where the provider's
+tasks run: CPU or GPU), the provider is a task parameter, and the GPU task's settings.
 
 The spec is parsed and walked (root task -> condition -> sub-pipeline -> task -> executor), so these
 hold whatever else changes in the YAML; test_compiled_yaml.py keeps the committed file current.
@@ -11,10 +12,11 @@ import re
 import pytest
 import yaml
 from tuneloop.components.images import BASE_IMAGE, GPU_IMAGE
+from tuneloop.pipelines.tune_and_promote import CPU, GPU
 
-CPU_PROVIDERS = ["sklearn", "openai", "gemini", "claude"]
-GPU_PROVIDERS = ["oss-lora"]
-PROVIDERS = CPU_PROVIDERS + GPU_PROVIDERS
+from tuneloop.providers import registry
+
+BRANCHES = {"cpu": "tune-evaluate-promote", "gpu": "gpu-tune-evaluate-promote"}
 # The GPU task's resources -> the pipeline parameter each comes from.
 GPU_RESOURCES = {
     ("accelerator", "resourceType"): "accelerator_type",
@@ -44,17 +46,25 @@ def _only(tasks: dict, prefix: str) -> tuple[str, dict]:
     return found[0]
 
 
-def branch(spec: dict, provider: str) -> dict:
-    """The root's condition task for ``provider``, its sub-pipeline task, and that sub-pipeline's tasks.
+def _branches_dag(spec: dict) -> tuple[str, dict]:
+    """The root's tune-branches task and its sub-pipeline's DAG (where the two conditions are)."""
+    name, task = _only(spec["root"]["dag"]["tasks"], "tune-branches")
+    return name, _dag(spec, task["componentRef"]["name"])
+
+
+def branch(spec: dict, image: str) -> dict:
+    """The condition task for ``image``, its sub-pipeline task, and that sub-pipeline's tasks.
 
     ``chain`` holds (component, task) pairs from the inside out: the sub-pipeline's component, then each
     enclosing DAG (None = the root) with its task that runs the level inside:
-    ``[(sub-pipeline, None), (condition, sub-pipeline task), (None, condition task)]``.
+    ``[(sub-pipeline, None), (condition, sub-pipeline task), (tune-branches, condition task),
+    (None, tune-branches task)]``.
     """
-    wanted = f"inputs.parameter_values['pipelinechannel--check-config-Output'] == '{provider}'"
-    root = spec["root"]["dag"]["tasks"]
-    hits = [(n, t) for n, t in root.items() if t.get("triggerPolicy", {}).get("condition") == wanted]
-    assert len(hits) == 1, f"expected one branch on provider == {provider!r}, found {[n for n, _ in hits]}"
+    wanted = f"inputs.parameter_values['pipelinechannel--image'] == '{image}'"
+    tb_name, tb_dag = _branches_dag(spec)
+    tb_component = spec["root"]["dag"]["tasks"][tb_name]["componentRef"]["name"]
+    hits = [(n, t) for n, t in tb_dag["tasks"].items() if t.get("triggerPolicy", {}).get("condition") == wanted]
+    assert len(hits) == 1, f"expected one branch on image == {image!r}, found {[n for n, _ in hits]}"
     cond_name, cond = hits[0]
     cond_component = cond["componentRef"]["name"]
     [(sub_name, sub)] = _dag(spec, cond_component)["tasks"].items()
@@ -63,18 +73,21 @@ def branch(spec: dict, provider: str) -> dict:
         "condition": cond,
         "sub": sub,
         "tasks": _dag(spec, sub_component)["tasks"],
-        "chain": [(sub_component, None), (cond_component, sub_name), (None, cond_name)],
+        "chain": [(sub_component, None), (cond_component, sub_name), (tb_component, cond_name), (None, tb_name)],
     }
 
 
 def resolve(spec: dict, chain: list, task: str, param: str):
     """Follow input ``param`` of ``task`` (in chain[0]'s DAG) up to a root pipeline parameter or a constant.
 
-    Returns ``("parameter", name)`` or ``("constant", value)``.
+    Returns ``("parameter", name)``, ``("constant", value)`` or ``("output", "task.key")``.
     """
     for component, task_name in [(chain[0][0], task), *chain[1:]]:
         while True:
             value = _dag(spec, component)["tasks"][task_name]["inputs"]["parameters"][param]
+            if "taskOutputParameter" in value:
+                out = value["taskOutputParameter"]
+                return ("output", f"{out['producerTask']}.{out['outputParameterKey']}")
             constant = value.get("runtimeValue", {}).get("constant")
             if constant is None:
                 param = value["componentInputParameter"]
@@ -104,34 +117,43 @@ def test_pipeline_parameters_carry_the_branch_choice_budget_and_gpu_defaults(spe
     assert params["cpu_limit"]["defaultValue"] == "8" and params["memory_limit"]["defaultValue"] == "32G"
 
 
-def test_check_config_runs_first_and_knows_every_branch(spec):
+def test_the_branch_constants_are_the_images_providers_declare():
+    assert sorted([CPU, GPU]) == sorted(registry.IMAGES) == sorted(BRANCHES)
+    assert {c.image for c in registry.provider_classes().values()} <= set(registry.IMAGES)
+
+
+def test_check_config_runs_first_and_picks_one_of_two_branches(spec):
     root = spec["root"]["dag"]["tasks"]
     check = root["check-config"]
-    assert check["inputs"]["parameters"]["branches"]["runtimeValue"]["constant"] == PROVIDERS
-    assert check["inputs"]["parameters"]["provider"] == {"componentInputParameter": "provider"}
-    branches = [t for n, t in root.items() if n != "check-config"]
-    assert len(branches) == len(PROVIDERS)  # nothing runs outside a branch
-    for t in branches:
-        assert t["dependentTasks"] == ["check-config"] and "condition" in t["triggerPolicy"]
+    for param in ("provider", "hyperparameters", "budget_usd", "eval_options", "registry_uri"):
+        assert check["inputs"]["parameters"][param] == {"componentInputParameter": param}
+    assert sorted(root) == ["check-config", "tune-branches"]  # nothing runs outside a branch
+    assert root["tune-branches"]["dependentTasks"] == ["check-config"]
+    _, dag = _branches_dag(spec)
+    assert len(dag["tasks"]) == len(BRANCHES)  # one branch per image, not one per provider
+    assert all("condition" in t["triggerPolicy"] for t in dag["tasks"].values())
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_each_provider_has_a_branch_that_tunes_evaluates_and_promotes_with_it(spec, provider):
-    b = branch(spec, provider)
-    assert b["condition"]["taskInfo"]["name"] == f"provider-{provider}"
-    assert b["sub"]["inputs"]["parameters"]["provider"] == {"runtimeValue": {"constant": provider}}
+@pytest.mark.parametrize("image", sorted(BRANCHES))
+def test_each_branch_tunes_evaluates_and_promotes_with_the_checked_provider(spec, image):
+    b = branch(spec, image)
+    assert b["condition"]["taskInfo"]["name"] == f"{image}-branch"
+    assert b["sub"]["componentRef"]["name"] == f"comp-{BRANCHES[image]}"
     tune, _ = _only(b["tasks"], "tune-model")
     evaluate, ev = _only(b["tasks"], "evaluate-model")
     promote, pr = _only(b["tasks"], "promote-model")
     assert set(b["tasks"]) == {tune, evaluate, promote}
     assert ev["dependentTasks"] == [tune] and sorted(pr["dependentTasks"]) == sorted([tune, evaluate])
-    for task in (tune, evaluate):  # the branch's own provider, not the raw pipeline parameter
-        assert resolve(spec, b["chain"], task, "provider") == ("constant", provider)
+    for task in (tune, evaluate):  # the first task's canonical name, not the raw pipeline parameter
+        assert resolve(spec, b["chain"], task, "provider") == ("output", "check-config.provider")
+    # the tune task trains with the config the first task parsed (and the budget it merged in)
+    assert resolve(spec, b["chain"], tune, "hyperparameters") == ("output", "check-config.hyperparameters")
+    assert "budget_usd" not in b["tasks"][tune]["inputs"]["parameters"]
     for task, param in (
         (tune, "dataset_uri"),
-        (tune, "hyperparameters"),
         (tune, "base_model"),
         (evaluate, "registry_uri"),
+        (evaluate, "eval_options"),
         (promote, "reports_uri"),
     ):
         assert resolve(spec, b["chain"], task, param) == ("parameter", param)
@@ -140,28 +162,24 @@ def test_each_provider_has_a_branch_that_tunes_evaluates_and_promotes_with_it(sp
     assert container["image"] == BASE_IMAGE and "resources" not in container
 
 
-@pytest.mark.parametrize("provider", CPU_PROVIDERS)
-def test_cpu_branches_tune_on_the_base_image_with_the_pipeline_budget(spec, provider):
-    b = branch(spec, provider)
-    tune, _ = _only(b["tasks"], "tune-model")
-    container = executor(spec, b["chain"], tune)
-    assert container["image"] == BASE_IMAGE and "resources" not in container
-    assert resolve(spec, b["chain"], tune, "budget_usd") == ("parameter", "budget_usd")
-    evaluate, _ = _only(b["tasks"], "evaluate-model")  # hosted models answer remotely: the CPU image
-    container = executor(spec, b["chain"], evaluate)
-    assert container["image"] == BASE_IMAGE and "resources" not in container
+def test_cpu_branch_tunes_and_evaluates_on_the_base_image(spec):
+    b = branch(spec, "cpu")
+    for name in ("tune-model", "evaluate-model"):  # hosted models answer remotely: the CPU image
+        task, _ = _only(b["tasks"], name)
+        container = executor(spec, b["chain"], task)
+        assert container["image"] == BASE_IMAGE and "resources" not in container
 
 
-def test_oss_lora_tunes_on_the_gpu_image_with_accelerator_settings_from_pipeline_parameters(spec):
-    b = branch(spec, "oss-lora")
-    tune, _ = _only(b["tasks"], "tune-model")
-    container = executor(spec, b["chain"], tune)
-    assert container["image"] == GPU_IMAGE
-    for keys, parameter in GPU_RESOURCES.items():
-        value = container["resources"]
-        for k in keys:
-            value = value[k]
-        m = _PLACEHOLDER.match(value)
-        assert m, f"resources.{'.'.join(keys)}={value!r} is not read from a task input"
-        assert resolve(spec, b["chain"], tune, m["name"]) == ("parameter", parameter), keys
-    assert resolve(spec, b["chain"], tune, "budget_usd") == ("constant", 0.0)  # no hosted bill on own GPUs
+def test_gpu_branch_tunes_on_the_gpu_image_with_accelerator_settings_from_pipeline_parameters(spec):
+    b = branch(spec, "gpu")
+    for name in ("tune-model", "evaluate-model"):
+        task, _ = _only(b["tasks"], name)
+        container = executor(spec, b["chain"], task)
+        assert container["image"] == GPU_IMAGE
+        for keys, parameter in GPU_RESOURCES.items():
+            value = container["resources"]
+            for k in keys:
+                value = value[k]
+            m = _PLACEHOLDER.match(value)
+            assert m, f"resources.{'.'.join(keys)}={value!r} is not read from a task input"
+            assert resolve(spec, b["chain"], task, m["name"]) == ("parameter", parameter), keys

@@ -67,8 +67,8 @@ def test_too_little_new_data_ends_as_a_recorded_skip(loop_env):
 def test_unknown_provider_fails_the_first_task_naming_the_valid_ones(loop_env):
     with pytest.raises(RuntimeError) as info:
         run("continuous-tuning", {**loop_env["params"], "provider": "sklarn"}, loop_env["root"])
-    assert "provider='sklarn' is not one of" in str(info.value)
-    assert "sklearn" in str(info.value)
+    assert "provider='sklarn' is not a known provider (did you mean 'sklearn'?); use one of" in str(info.value)
+    assert all(name in str(info.value) for name in ("'openai'", "'oss-lora'", "'claude'"))
     assert not (loop_env["reports"].parent / "datasets").exists()  # nothing extracted or published
 
 

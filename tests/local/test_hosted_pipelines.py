@@ -20,6 +20,7 @@ from tests.fakes import fixtures as stand_ins
 from tests.fakes.fixtures import stand_in_hyperparameters
 from tests.local.conftest import run, summaries
 from tests.unit.hosted import conftest as hosted
+from tuneloop.providers import canonical_name
 from tuneloop.registry import FileRegistry
 
 # The pytest fixtures used here: the stand-ins (tests/fakes/fixtures.py: each sets the variables the
@@ -70,7 +71,7 @@ def run_branch(tmp_path, p: dict, summaries_before: int = 0):
     written = summaries(tmp_path / "reports")
     assert len(written) == summaries_before + 1
     summary = written[-1]
-    assert summary["provider"] == p["provider"]
+    assert summary["provider"] == canonical_name(p["provider"], p["hyperparameters"])  # as the first task named it
     assert summary["dataset_uri"] == p["dataset_uri"]
     assert summary["run"] and (tmp_path / "reports" / summary["run"] / "summary.json").is_file()
     assert task_output(run_dir, "promote-model", "summary") == summary  # the artifact and the report agree
@@ -91,12 +92,16 @@ def assert_promoted(tmp_path, summary: dict, provider: str) -> FileRegistry:
 def test_openai_branch_tunes_on_the_stand_in_and_promotes(openai_fake, dataset, tmp_path):
     base_model, hp = stand_in_hyperparameters("openai")
     hp.pop("budget_usd")  # the pipeline's budget_usd parameter fills it in
+    hp.update(n_epochs=3, batch_size=8)  # integers: KFP hands them over as 3.0 and 8.0
     run_dir, summary = run_branch(
         tmp_path, params(dataset, tmp_path, "openai", base_model, hp, budget_usd=5.0)
     )
     registry = assert_promoted(tmp_path, summary, "openai")
     # the task subprocesses reached this process's stand-in with the key the fixture put in os.environ
     [job] = openai_fake.jobs.values()
+    sent = job.body["method"]["supervised"]["hyperparameters"]
+    assert sent == {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": "auto"}
+    assert type(sent["n_epochs"]) is int and type(sent["batch_size"]) is int  # what OpenAI's API accepts
     assert job.status == "succeeded" and job.body["metadata"]["tuneloop_key"].startswith("tl-")
     assert len(openai_fake.files) == 2  # train + validation, uploaded once
     record = task_output(run_dir, "tune-model", "job")  # the job id was recorded before polling
@@ -175,9 +180,12 @@ def test_openai_branch_on_a_dataset_published_to_gcs(openai_fake, gcs, dataset, 
 
 def test_gemini_branch_stages_on_gcs_tunes_on_vertex_and_promotes(vertex_fake, dataset, tmp_path):
     base_model, hp = stand_in_hyperparameters("gemini")
+    hp.update(epoch_count=2, adapter_size=8)  # integers through KFP (2.0, 8.0)
     _, summary = run_branch(tmp_path, params(dataset, tmp_path, "gemini", base_model, hp))
     registry = assert_promoted(tmp_path, summary, "gemini")
     [job] = vertex_fake.jobs.values()
+    sent = job.body["supervisedTuningSpec"]["hyperParameters"]
+    assert sent["epochCount"] == 2 and type(sent["epochCount"]) is int and sent["adapterSize"] == "ADAPTER_SIZE_EIGHT"
     assert job.state == "JOB_STATE_SUCCEEDED"
     assert job.body["supervisedTuningSpec"]["trainingDatasetUri"].startswith("gs://tuneloop-staging/runs/tl-")
     assert registry.champion().model_ref == job.body["tunedModel"]["endpoint"]
@@ -186,9 +194,12 @@ def test_gemini_branch_stages_on_gcs_tunes_on_vertex_and_promotes(vertex_fake, d
 
 def test_claude_bedrock_branch_customizes_on_moto_and_promotes(bedrock_fake, dataset, tmp_path):
     base_model, hp = stand_in_hyperparameters("claude", method="bedrock")
+    hp.update(epoch_count=3, batch_size=8, early_stopping_patience=3)  # integers through KFP
     _, summary = run_branch(tmp_path, params(dataset, tmp_path, "claude", base_model, hp))
-    registry = assert_promoted(tmp_path, summary, "claude")
+    registry = assert_promoted(tmp_path, summary, "claude-bedrock")
     [job] = bedrock_fake.jobs().values()
+    assert {k: job.hyper_parameters[k] for k in ("epochCount", "batchSize", "earlyStoppingPatience")} == {
+        "epochCount": "3", "batchSize": "8", "earlyStoppingPatience": "3"}  # Bedrock's strings, not "3.0"
     assert job.status == "Completed" and job.training_data_config["s3Uri"].startswith(
         "s3://tuneloop-bedrock/runs/"
     )
@@ -199,18 +210,20 @@ def test_claude_bedrock_branch_customizes_on_moto_and_promotes(bedrock_fake, dat
 
 def test_claude_fewshot_branch_ends_with_a_recorded_decision(anthropic_fake, dataset, tmp_path):
     base_model, hp = stand_in_hyperparameters("claude", method="few-shot")
+    hp.update(exemplars_per_label=2, max_exemplars=30)  # integers through KFP
     run_dir, summary = run_branch(tmp_path, params(dataset, tmp_path, "claude", base_model, hp))
     accuracy = summary["candidate_metrics"]["accuracy"]
     blessed = accuracy >= RULES["min_values"]["accuracy"]
     assert summary["decision"]["blessed"] is blessed and "accuracy" in summary["decision"]["reason"]
     assert summary["promoted_version"] == ("v1" if blessed else None)
     assert summary["champion_after"] == ("v1" if blessed else None)
-    adapter = next(run_dir.rglob("fewshot.json"))  # the "tuned" artifact is the task's model directory
-    assert json.loads(adapter.read_text())["base_model"] == base_model
+    adapter = json.loads(next(run_dir.rglob("fewshot.json")).read_text())  # the task's model directory
+    assert adapter["base_model"] == base_model
+    assert len(adapter["exemplars"]) == 2 * len(dataset.labels)  # exemplars_per_label=2 reached the provider
     assert len(anthropic_fake.requests) == len(dataset.splits["eval"])
     if blessed:  # the adapter directory itself was archived in the registry
         record = FileRegistry(str(tmp_path / "registry"), MODEL).get("v1")
-        assert record.provider == "claude" and record.model_uri
+        assert record.provider == "claude-few-shot" and record.model_uri
 
 
 def test_a_failed_provider_job_fails_the_run_with_its_message_and_promotes_nothing(
@@ -241,3 +254,15 @@ def test_a_budget_below_the_estimate_is_refused_before_any_upload(openai_fake, d
     assert "is over budget_usd=$0.00" in str(info.value) and "nothing was uploaded" in str(info.value)
     assert openai_fake.files == {} and openai_fake.jobs == {}  # no upload, no job, nothing paid
     assert FileRegistry(str(tmp_path / "registry"), MODEL).champion() is None
+
+
+def test_a_misspelled_hyperparameter_fails_the_first_task_naming_the_valid_keys(openai_fake, dataset, tmp_path):
+    base_model, hp = stand_in_hyperparameters("openai")
+    with pytest.raises(RuntimeError) as info:
+        run("tune-and-promote", params(dataset, tmp_path, "openai", base_model, {**hp, "n_epoch": 3}),
+            tmp_path / "runs")
+    message = str(info.value)
+    assert "hyperparameters: unknown key 'n_epoch' (did you mean 'n_epochs'?) for the openai provider" in message
+    assert "'learning_rate_multiplier'" in message and "'batch_size'" in message  # the valid keys are listed
+    assert not list((tmp_path / "runs").rglob("tune-model*"))  # failed before any tune task
+    assert openai_fake.files == {} and openai_fake.jobs == {}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tuneloop.config import ConfigError, describe, from_mapping, job_key_fields, setting
+from tuneloop.config import ConfigError, changed_fields, describe, from_mapping, job_key_fields, setting
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,11 @@ def test_describe_lists_help_and_job_key():
     assert rows["lr"]["help"] == "learning rate multiplier" and rows["lr"]["job_key"] is True
     assert rows["budget"]["job_key"] is False
     assert rows["retry"]["default"] == {"attempts": 3}
+
+
+def test_changed_fields_round_trip_to_the_same_config():
+    cfg = from_mapping(Demo, {"n_epochs": 3.0, "budget": 5, "retry": {"attempts": 4}})
+    changed = changed_fields(cfg)
+    assert changed == {"n_epochs": 3, "budget": 5.0, "retry": {"attempts": 4}}
+    assert from_mapping(Demo, changed) == cfg
+    assert changed_fields(Demo()) == {}  # nothing to pass on, and no null for KFP to refuse

@@ -108,8 +108,9 @@ def test_mcnemar_exact_branch():
     y = ["a"] * 10
     a = ["a"] * 10  # right everywhere
     b = ["a"] * 5 + ["b"] * 4 + [None]  # wrong on the last 5
-    r = mcnemar(y, a, b)
+    r = mcnemar(y, champion=a, candidate=b)
     assert (r["b"], r["c"], r["both_right"], r["both_wrong"]) == (5, 0, 5, 0)
+    assert (r["only_champion_right"], r["only_candidate_right"]) == (5, 0)
     assert r["method"] == "exact binomial"
     assert r["p_value"] == pytest.approx(2 * 0.5**5)
 
@@ -118,24 +119,24 @@ def test_mcnemar_chi_square_branch_is_symmetric():
     y = ["a"] * 60
     a = ["a"] * 30 + ["b"] * 10 + ["a"] * 20
     b = ["b"] * 30 + ["a"] * 10 + ["a"] * 20
-    r = mcnemar(y, a, b)
+    r = mcnemar(y, champion=a, candidate=b)
     assert (r["b"], r["c"], r["both_right"]) == (30, 10, 20)
     assert r["method"] == "chi-square with continuity correction"
     stat = (abs(30 - 10) - 1) ** 2 / 40
     assert r["statistic"] == pytest.approx(stat)
     assert r["p_value"] == pytest.approx(math.erfc(math.sqrt(stat / 2)))  # chi2(1) survival function
-    swapped = mcnemar(y, b, a)
+    swapped = mcnemar(y, champion=b, candidate=a)
     assert (swapped["b"], swapped["c"]) == (10, 30) and swapped["p_value"] == pytest.approx(r["p_value"])
 
 
 def test_mcnemar_identical_models():
-    r = mcnemar(["a", "b"], ["a", "a"], ["a", "a"])
+    r = mcnemar(["a", "b"], champion=["a", "a"], candidate=["a", "a"])
     assert r["p_value"] == 1.0 and r["b"] == r["c"] == 0
 
 
 def test_mcnemar_needs_paired_rows():
     with pytest.raises(ValueError, match="same rows"):
-        mcnemar(["a", "b"], ["a"], ["a", "b"])
+        mcnemar(["a", "b"], champion=["a"], candidate=["a", "b"])
 
 
 # -- Thresholds -----------------------------------------------------------------------------------

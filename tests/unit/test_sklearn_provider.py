@@ -11,9 +11,9 @@ import pytest
 
 from tuneloop.evaluation import compute_metrics
 from tuneloop.examples import classification_example, dataset_hash, make_example
-from tuneloop.providers import PROVIDER_NAMES, check_provider_name, get_provider
+from tuneloop.providers import get_provider
 from tuneloop.providers.base import PreflightError, ProviderError, TuneRequest, job_key, run_job
-from tuneloop.providers.sklearn import CARD_FILE, MODEL_FILE, SklearnConfig, SklearnProvider, read_card
+from tuneloop.providers.sklearn import CARD_FILE, MODEL_FILE, SklearnProvider, read_card
 
 KEYWORDS = {
     "billing": [
@@ -138,7 +138,7 @@ def test_predict_proba_is_calibrated_distribution_over_labels(trained):
 def test_model_card_records_config_data_hash_and_job_key(tmp_path, train_rows):
     req = request(train_rows, tmp_path / "m", hp={"C": 0.5, "ngram_max": 2})
     provider = SklearnProvider()
-    key = job_key(req.dataset_hash, "sklearn", req.base_model, req.hyperparameters)
+    key = job_key(req.dataset_hash, "sklearn", req.base_model, SklearnProvider.parse_config(req.hyperparameters))
     provider.submit(req, key)
     card = json.loads((tmp_path / "m" / CARD_FILE).read_text())
     assert card["provider"] == "sklearn"
@@ -183,7 +183,7 @@ def test_run_job_again_resumes_without_retraining(trained):
     again = run_job(provider, req, record_path=record, log=lambda _: None)
     # A new task (no record): provider.resume(key) adopts the finished model in output_dir.
     fresh = get_provider("sklearn", output_dir=first.model_ref)
-    key = job_key(req.dataset_hash, "sklearn", req.base_model, req.hyperparameters)
+    key = job_key(req.dataset_hash, "sklearn", req.base_model, SklearnProvider.parse_config(req.hyperparameters))
     handle = fresh.resume(key)
     assert handle is not None and handle.state == "succeeded"
     logs: list[str] = []
@@ -201,7 +201,7 @@ def test_a_different_job_never_overwrites_a_trained_model(trained):
     before = model_file.stat().st_mtime_ns
     other = request(list(req.train), Path(first.model_ref), hp={"C": 2.0})
     with pytest.raises(ProviderError, match="refusing to overwrite"):
-        provider.submit(other, job_key(other.dataset_hash, "sklearn", "", other.hyperparameters))
+        provider.submit(other, job_key(other.dataset_hash, "sklearn", "", SklearnProvider.parse_config(other.hyperparameters)))
     assert model_file.stat().st_mtime_ns == before
 
 
@@ -276,11 +276,11 @@ def test_unknown_hyperparameter_names_the_valid_ones(tmp_path, train_rows):
 )
 def test_config_checks_name_the_field(hp, field):
     with pytest.raises(ValueError, match=field):
-        SklearnConfig.from_hyperparameters(hp)
+        SklearnProvider.parse_config(hp)
 
 
 def test_config_accepts_integral_floats_from_json():
-    assert SklearnConfig.from_hyperparameters({"ngram_max": 2.0}).ngram_max == 2
+    assert SklearnProvider.parse_config({"ngram_max": 2.0}).ngram_max == 2
 
 
 def test_base_model_other_than_tfidf_is_refused(tmp_path, train_rows):
@@ -294,24 +294,3 @@ def test_base_model_other_than_tfidf_is_refused(tmp_path, train_rows):
 def test_predict_on_a_missing_model_names_the_fix(tmp_path):
     with pytest.raises(ProviderError, match="output_dir of a finished sklearn job"):
         SklearnProvider().predict(str(tmp_path), support_messages(1, seed=1))
-
-
-# -- provider registry ----------------------------------------------------------------------------
-
-
-def test_provider_names_and_canonical_spelling():
-    assert PROVIDER_NAMES == ("sklearn", "oss-lora", "openai", "gemini", "claude")
-    assert check_provider_name(" SKLearn ") == "sklearn"
-    assert check_provider_name("OSS_LoRA") == "oss-lora"
-
-
-def test_unknown_provider_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"provider 'xgboost' is not one of \['sklearn'"):
-        get_provider("xgboost")
-
-
-def test_get_provider_builds_sklearn_with_options(tmp_path):
-    provider = get_provider("sklearn", output_dir=str(tmp_path))
-    assert isinstance(provider, SklearnProvider) and provider.output_dir == str(tmp_path)
-    with pytest.raises(ValueError, match="output_dir"):
-        get_provider("sklearn", outdir=str(tmp_path))

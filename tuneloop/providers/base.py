@@ -6,7 +6,8 @@ the end (``wait``), stop it (``cancel``) and answer prompts with a tuned model (
 
 :func:`run_job` is the one place that makes a job idempotent and restart-safe, for every provider:
 
-1. the job key is a hash of dataset + base model + the hyperparameters that shape training (:func:`job_key`);
+1. the job key is a hash of dataset + base model + the parsed config's fields that shape training
+   (:func:`job_key`);
 2. a job record already written by an earlier attempt of this task is resumed;
 3. otherwise ``provider.resume(key)`` adopts a live or finished job the provider already has;
 4. otherwise the job is submitted, and its id is written to the record *before* polling starts;
@@ -16,6 +17,7 @@ the end (``wait``), stop it (``cancel``) and answer prompts with a tuned model (
 from __future__ import annotations
 
 import abc
+import dataclasses
 import hashlib
 import json
 import signal
@@ -23,8 +25,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from tuneloop.config import ConfigError, from_mapping, job_key_fields
 from tuneloop.examples import Example
 
 
@@ -52,6 +55,7 @@ class TuneRequest:
     files: Mapping[str, str] = field(default_factory=dict)  # rendered provider files by split, if any
     labels: Sequence[str] = ()  # label set for classification tasks
     output_dir: str = ""  # where a local provider writes its model artifact
+    config: Any = None  # the provider's parsed config (the first task parsed ``hyperparameters``)
 
 
 @dataclass(frozen=True)
@@ -105,10 +109,75 @@ class TuneResult:
         return d
 
 
-class Provider(abc.ABC):
-    """One tuner. Subclasses set ``name`` and implement the six operations."""
+class HyperparameterError(PreflightError, ConfigError):
+    """The hyperparameters do not parse into the provider's config (both a preflight and a config error)."""
 
-    name: str = ""
+
+@dataclass(frozen=True)
+class NoSettings:
+    """The config of a provider that takes no hyperparameters."""
+
+
+class Provider(abc.ABC):
+    """One tuner: it declares who it is (class attributes) and implements the six operations.
+
+    The declarations are the one place the rest of tuneloop learns about a provider
+    (:mod:`tuneloop.providers.registry` derives every list from them):
+
+    Attributes:
+        name: the provider's name, as the ``provider`` pipeline parameter spells it.
+        format: the training format rendered for it (``openai``, ``gemini``, ``bedrock``, ``hf``), or
+            None when it reads canonical examples directly.
+        hosted: True when the model lives at the provider and tuning is a paid remote job.
+        extra: the pip extra that brings its dependencies (None = the core install).
+        requires: modules that extra provides, checked by the first task (a missing one names the extra).
+        image: where its tune and evaluate tasks run: ``cpu`` (the base image) or ``gpu`` (the CUDA
+            trainer image with an accelerator).
+        tasks: the task kinds it can tune: ``classification`` and/or ``chat``.
+        config_class: the frozen dataclass its ``hyperparameters`` parse into (:func:`parse_config`).
+        family: the family name several providers answer to (``claude`` -> ``claude-few-shot`` /
+            ``claude-bedrock``, chosen by ``hyperparameters.method``), or None.
+        method: this member's ``method`` within its family.
+        family_default: the member a family name means when no ``method`` is given.
+        catalog_name: the provider name its base models are listed under in the model catalog.
+    """
+
+    name: ClassVar[str] = ""
+    format: ClassVar[str | None] = None
+    hosted: ClassVar[bool] = False
+    extra: ClassVar[str | None] = None
+    requires: ClassVar[tuple[str, ...]] = ()
+    image: ClassVar[str] = "cpu"
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    config_class: ClassVar[type] = NoSettings
+    family: ClassVar[str | None] = None
+    method: ClassVar[str | None] = None
+    family_default: ClassVar[bool] = False
+
+    @classmethod
+    def catalog_name(cls) -> str:
+        """The provider name its base models are listed under in the model catalog (its family's)."""
+        return cls.family or cls.name
+
+    @classmethod
+    def parse_config(cls, hyperparameters: Mapping[str, Any] | None) -> Any:
+        """``hyperparameters`` as this provider's frozen config (whole floats from KFP become ints).
+
+        Raises:
+            HyperparameterError: an unknown key (with the valid ones and the closest match) or a bad value.
+        """
+        if isinstance(hyperparameters, cls.config_class):
+            return hyperparameters
+        try:
+            return from_mapping(cls.config_class, hyperparameters, owner=f"the {cls.name} provider")
+        except ConfigError as exc:
+            raise HyperparameterError(str(exc)) from exc
+
+    def config(self, request: TuneRequest) -> Any:
+        """The request's parsed config (parsed here when the request carries only the mapping)."""
+        if request.config is not None:
+            return self.parse_config(request.config)
+        return self.parse_config(request.hyperparameters)
 
     @abc.abstractmethod
     def preflight(self, request: TuneRequest) -> PreflightReport:
@@ -135,16 +204,20 @@ class Provider(abc.ABC):
         """One raw answer per example (the evaluator parses answers to labels)."""
 
 
-def job_key(dataset_hash: str, provider: str, base_model: str, hyperparameters: Mapping[str, Any]) -> str:
+def job_key(dataset_hash: str, provider: str, base_model: str, config: Any) -> str:
     """Deterministic idempotency key: the same data + model + config always gives the same key.
 
-    Settings that say how to run rather than what to train (budget, deadline, polling, retries,
-    catalog path: ``hosted.NOT_IN_JOB_KEY``) are left out, so a rerun that only changes them adopts
-    the job already paid for instead of submitting another.
+    ``config`` is the provider's parsed config (:meth:`Provider.parse_config`). Only the fields that
+    say *what* is trained enter the key (``job_key=True`` in the field's :func:`~tuneloop.config.setting`),
+    and of those only the ones that differ from their defaults: spelling a default out
+    (``{"n_epochs": "auto"}`` for ``{}``, or ``3.0`` for ``3``) gives the same key, and keys of jobs
+    submitted before configs were typed stay the same. Budget, deadline, polling and retries never
+    enter it, so a rerun that only changes them adopts the job already paid for.
     """
-    from tuneloop.providers.hosted import NOT_IN_JOB_KEY
-
-    trained = {k: v for k, v in hyperparameters.items() if k not in NOT_IN_JOB_KEY}
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"job_key needs the provider's parsed config (Provider.parse_config), not {type(config).__name__}")
+    defaults = job_key_fields(type(config)())
+    trained = {k: v for k, v in job_key_fields(config).items() if defaults.get(k, _UNSET) != v}
     payload = json.dumps(
         {"dataset": dataset_hash, "provider": provider, "base_model": base_model, "hp": trained},
         sort_keys=True,
@@ -152,6 +225,9 @@ def job_key(dataset_hash: str, provider: str, base_model: str, hyperparameters: 
         default=str,
     )
     return "tl-" + hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+_UNSET = object()
 
 
 class _CancelRequested(BaseException):
@@ -199,7 +275,9 @@ def run_job(
     log=print,
 ) -> TuneResult:
     """Preflight, then submit-or-resume and wait, writing the job id to ``record_path`` before polling."""
-    key = job_key(request.dataset_hash, provider.name, request.base_model, request.hyperparameters)
+    config = provider.config(request)
+    request = dataclasses.replace(request, config=config)
+    key = job_key(request.dataset_hash, provider.name, request.base_model, config)
     record = Path(record_path)
     handle: JobHandle | None = None
     if record.exists() and record.stat().st_size:

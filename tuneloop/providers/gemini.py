@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop import secrets
+from tuneloop.config import check_number, setting
 from tuneloop.examples import Example
 from tuneloop.providers import hosted
 from tuneloop.providers.base import (
@@ -74,30 +75,21 @@ _ENDPOINT = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/
 
 @dataclass(frozen=True)
 class GeminiConfig(hosted.HostedConfig):
-    """Hyperparameters of a Vertex Gemini supervised tuning job (plus the shared hosted settings).
+    """Hyperparameters of a Vertex Gemini supervised tuning job (plus the shared hosted settings)."""
 
-    Attributes:
-        epoch_count: passes over the training set (observation-classifier default: 4).
-        adapter_size: LoRA adapter size, one of 1, 2, 4, 8, 16, 32 (default 4).
-        learning_rate_multiplier: multiplier of Vertex's recommended learning rate (default 1.0).
-        tuned_model_display_name: the tuned model's name in Vertex (default ``tuneloop-<key>``).
-        gcs_staging_uri: ``gs://bucket/prefix`` the datasets are uploaded to (required).
-        use_validation: send the validation split as the validation dataset when it has rows.
-    """
-
-    epoch_count: int = 4
-    adapter_size: int = 4
-    learning_rate_multiplier: float = 1.0
-    tuned_model_display_name: str = ""
-    gcs_staging_uri: str = ""
-    use_validation: bool = True
+    epoch_count: int = setting(4, help="passes over the training set (1..100; observation-classifier default 4)")
+    adapter_size: int = setting(4, help="LoRA adapter size, one of 1, 2, 4, 8, 16, 32")
+    learning_rate_multiplier: float = setting(1.0, help="multiplier of Vertex's recommended learning rate")
+    tuned_model_display_name: str = setting("", help="the tuned model's name in Vertex (default tuneloop-<key>)")
+    gcs_staging_uri: str = setting("", help="gs://bucket/prefix the datasets are uploaded to (required)")
+    use_validation: bool = setting(True, help="send the validation split as the validation dataset when it has rows")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        hosted.check_number("epoch_count", self.epoch_count, 1, 100, integer=True)
+        check_number("epoch_count", self.epoch_count, 1, 100, integer=True)
         if self.adapter_size not in ADAPTER_SIZES or isinstance(self.adapter_size, bool):
             raise ValueError(f"adapter_size={self.adapter_size!r} must be one of {sorted(ADAPTER_SIZES)}")
-        hosted.check_number("learning_rate_multiplier", self.learning_rate_multiplier, 1e-6, 100)
+        check_number("learning_rate_multiplier", self.learning_rate_multiplier, 1e-6, 100)
         if not isinstance(self.tuned_model_display_name, str) or len(self.tuned_model_display_name) > 128:
             raise ValueError(f"tuned_model_display_name={self.tuned_model_display_name!r} must be <= 128 characters")
         if self.gcs_staging_uri and not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/.*)?$", self.gcs_staging_uri):
@@ -147,6 +139,12 @@ class GeminiProvider(hosted.HostedProvider):
     """
 
     name = PROVIDER_NAME
+    format = FORMAT
+    hosted = True
+    extra = "gemini"
+    requires = ("google.genai", "google.cloud.storage")
+    tasks = ("classification", "chat")
+    config_class = GeminiConfig
 
     def __init__(
         self,
@@ -207,9 +205,6 @@ class GeminiProvider(hosted.HostedProvider):
         policy = (cfg or GeminiConfig()).retry_policy()
         return hosted.call(fn, what=f"[gemini] {what}", policy=policy, log=self.log, sleep=self.sleep, **kw)
 
-    def _config(self, request: TuneRequest) -> GeminiConfig:
-        return GeminiConfig.from_hyperparameters(request.hyperparameters, PROVIDER_NAME)
-
     @staticmethod
     def _state(job) -> str:
         state = job.state
@@ -228,7 +223,7 @@ class GeminiProvider(hosted.HostedProvider):
     # -- Provider interface ----------------------------------------------------------------------
     def preflight(self, request: TuneRequest) -> PreflightReport:
         """Model, file, staging and budget checks; uploads nothing."""
-        cfg = self._config(request)
+        cfg = self.config(request)
         catalog = hosted.load_catalog_for(cfg)
         info = hosted.check_model(catalog, PROVIDER_NAME, request.base_model, platform="vertex")
         if not cfg.gcs_staging_uri:
@@ -296,7 +291,7 @@ class GeminiProvider(hosted.HostedProvider):
         """Stage the files in GCS and start ``tunings.tune`` labelled with ``key``."""
         from google.genai import types
 
-        cfg = self._config(request)
+        cfg = self.config(request)
         info = hosted.check_model(hosted.load_catalog_for(cfg), PROVIDER_NAME, request.base_model, platform="vertex")
         prefix = f"{cfg.gcs_staging_uri.rstrip('/')}/{key}"
         train_uri = f"{prefix}/train.jsonl"
@@ -344,7 +339,7 @@ class GeminiProvider(hosted.HostedProvider):
 
     def wait(self, handle: JobHandle, request: TuneRequest, *, deadline_s: float) -> TuneResult:
         """Poll until the job ends; the tuned endpoint, or ProviderError with Vertex's message."""
-        cfg = self._config(request)
+        cfg = self.config(request)
         what = f"Vertex tuning job {handle.job_id}"
         client = self.client()
         poller = hosted.Poller(cfg.poll_policy(), min(deadline_s, cfg.deadline_s), what, sleep=self.sleep)

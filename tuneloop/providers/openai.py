@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop import secrets
+from tuneloop.config import setting
 from tuneloop.examples import Example
 from tuneloop.providers import hosted
 from tuneloop.providers.base import (
@@ -67,23 +68,14 @@ def _auto_or(name: str, value: Any, *, integer: bool, lo: float, hi: float) -> N
 
 @dataclass(frozen=True)
 class OpenAIConfig(hosted.HostedConfig):
-    """Hyperparameters of an OpenAI supervised fine-tuning job (plus the shared hosted settings).
+    """Hyperparameters of an OpenAI supervised fine-tuning job (plus the shared hosted settings)."""
 
-    Attributes:
-        n_epochs: epochs, or ``"auto"`` (OpenAI picks; the estimate uses its published rule).
-        batch_size: batch size, or ``"auto"``.
-        learning_rate_multiplier: learning-rate multiplier, or ``"auto"``.
-        suffix: up to 64 characters added to the tuned model's name.
-        seed: training seed (None: OpenAI picks one).
-        use_validation: upload the validation split as ``validation_file`` when it has rows.
-    """
-
-    n_epochs: int | str = AUTO
-    batch_size: int | str = AUTO
-    learning_rate_multiplier: float | str = AUTO
-    suffix: str = ""
-    seed: int | None = None
-    use_validation: bool = True
+    n_epochs: int | str = setting(AUTO, help="epochs (1..50), or 'auto' (OpenAI picks; the estimate uses its rule)")
+    batch_size: int | str = setting(AUTO, help="batch size (1..256), or 'auto'")
+    learning_rate_multiplier: float | str = setting(AUTO, help="learning-rate multiplier, or 'auto'")
+    suffix: str = setting("", help="up to 64 characters added to the tuned model's name")
+    seed: int | None = setting(None, help="training seed (null: OpenAI picks one)")
+    use_validation: bool = setting(True, help="upload the validation split as validation_file when it has rows")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,6 +112,12 @@ class OpenAIProvider(hosted.HostedProvider):
     """
 
     name = PROVIDER_NAME
+    format = FORMAT
+    hosted = True
+    extra = "openai"
+    requires = ("openai",)
+    tasks = ("classification", "chat")
+    config_class = OpenAIConfig
 
     def __init__(
         self,
@@ -158,9 +156,6 @@ class OpenAIProvider(hosted.HostedProvider):
         policy = (cfg or OpenAIConfig()).retry_policy()
         return hosted.call(fn, what=f"[openai] {what}", policy=policy, log=self.log, sleep=self.sleep, **kw)
 
-    def _config(self, request: TuneRequest) -> OpenAIConfig:
-        return OpenAIConfig.from_hyperparameters(request.hyperparameters, PROVIDER_NAME)
-
     @staticmethod
     def _handle(key: str, job) -> JobHandle:
         return JobHandle(
@@ -179,7 +174,7 @@ class OpenAIProvider(hosted.HostedProvider):
     # -- Provider interface ----------------------------------------------------------------------
     def preflight(self, request: TuneRequest) -> PreflightReport:
         """Model, file and budget checks against the catalog; sends nothing to OpenAI."""
-        cfg = self._config(request)
+        cfg = self.config(request)
         catalog = hosted.load_catalog_for(cfg)
         info = hosted.check_model(catalog, PROVIDER_NAME, request.base_model, platform="openai")
         train = hosted.resolve_file(request.files, FORMAT, "train")
@@ -210,7 +205,7 @@ class OpenAIProvider(hosted.HostedProvider):
 
     def submit(self, request: TuneRequest, key: str) -> JobHandle:
         """Upload the files and create the job tagged with ``key`` (adopting one a lost response created)."""
-        cfg = self._config(request)
+        cfg = self.config(request)
         info = hosted.check_model(hosted.load_catalog_for(cfg), PROVIDER_NAME, request.base_model, platform="openai")
         uploads: dict[str, str] = {}
         for split in ("train", "validation"):
@@ -277,7 +272,7 @@ class OpenAIProvider(hosted.HostedProvider):
 
     def wait(self, handle: JobHandle, request: TuneRequest, *, deadline_s: float) -> TuneResult:
         """Poll until the job ends; the tuned model id, or ProviderError with OpenAI's message."""
-        cfg = self._config(request)
+        cfg = self.config(request)
         what = f"OpenAI fine-tuning job {handle.job_id}"
         poller = hosted.Poller(cfg.poll_policy(), min(deadline_s, cfg.deadline_s), what, sleep=self.sleep)
         events = hosted.EventLog(self.log, f"[openai] {handle.job_id}:")

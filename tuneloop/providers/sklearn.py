@@ -19,10 +19,11 @@ import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneloop.config import setting
 from tuneloop.examples import Example
 from tuneloop.providers.base import (
     JobHandle,
@@ -47,27 +48,20 @@ ISOTONIC_MIN_PER_CLASS = 50
 class SklearnConfig:
     """Hyperparameters of the TF-IDF + LinearSVC classifier.
 
-    Attributes:
-        ngram_max: longest word n-gram of the TF-IDF features (1..5); n-grams are 1..ngram_max.
-        C: LinearSVC inverse regularisation strength (> 0).
-        calibration_cv: folds of the cross-validated probability calibration (>= 2). With a class
-            smaller than this, fewer folds are used; with a single-example class, calibration is fit
-            on the training rows. The model card records which one ran.
-        calibration_method: ``"sigmoid"`` (Platt) or ``"isotonic"`` (falls back to sigmoid on small data).
-        min_df: ignore n-grams seen in fewer than this many training texts (>= 1).
-        sublinear_tf: use 1 + log(tf) instead of raw term counts.
-        seed: random seed of the LinearSVC solver and the calibration folds.
-        max_iter: LinearSVC iteration cap.
+    With a class smaller than ``calibration_cv``, fewer folds are used; with a single-example class,
+    calibration is fit on the training rows. The model card records which one ran.
     """
 
-    ngram_max: int = 3
-    C: float = 1.0
-    calibration_cv: int = 3
-    calibration_method: str = "sigmoid"
-    min_df: int = 1
-    sublinear_tf: bool = True
-    seed: int = 0
-    max_iter: int = 5000
+    ngram_max: int = setting(3, help="longest word n-gram of the TF-IDF features (1..5); n-grams are 1..ngram_max")
+    C: float = setting(1.0, help="LinearSVC inverse regularisation strength (> 0)")
+    calibration_cv: int = setting(3, help="folds of the cross-validated probability calibration (2..20)")
+    calibration_method: str = setting(
+        "sigmoid", help="'sigmoid' (Platt) or 'isotonic' (falls back to sigmoid on small data)"
+    )
+    min_df: int = setting(1, help="ignore n-grams seen in fewer than this many training texts (>= 1)")
+    sublinear_tf: bool = setting(True, help="use 1 + log(tf) instead of raw term counts")
+    seed: int = setting(0, help="random seed of the LinearSVC solver and the calibration folds")
+    max_iter: int = setting(5000, help="LinearSVC iteration cap (>= 100)")
 
     def __post_init__(self):
         def _int(name: str, lo: int, hi: int | None = None) -> None:
@@ -93,18 +87,6 @@ class SklearnConfig:
             )
         if not isinstance(self.sublinear_tf, bool):
             raise ValueError(f"sublinear_tf={self.sublinear_tf!r} must be true or false")
-
-    @classmethod
-    def from_hyperparameters(cls, hp: Mapping[str, Any] | None) -> SklearnConfig:
-        """Build from a TuneRequest's ``hyperparameters``; unknown keys are an error naming the valid ones."""
-        hp = dict(hp or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(hp) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"hyperparameters: unknown key(s) {unknown} for the sklearn provider; valid keys are {valid}"
-            )
-        return cls(**hp)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,6 +187,7 @@ class SklearnProvider(Provider):
     """
 
     name = PROVIDER_NAME
+    config_class = SklearnConfig
 
     def __init__(self, output_dir: str | None = None):
         self.output_dir = output_dir or None
@@ -212,10 +195,7 @@ class SklearnProvider(Provider):
 
     # -- checks ------------------------------------------------------------------------------
     def _check(self, request: TuneRequest) -> tuple[SklearnConfig, list[str], list[str], list[float]]:
-        try:
-            cfg = SklearnConfig.from_hyperparameters(request.hyperparameters)
-        except (TypeError, ValueError) as exc:
-            raise PreflightError(f"sklearn provider: {exc}") from exc
+        cfg = self.config(request)
         if request.base_model not in ("", BASE_MODEL):
             raise PreflightError(
                 f"base_model={request.base_model!r}: the sklearn provider trains from scratch; "

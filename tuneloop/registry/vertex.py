@@ -31,7 +31,7 @@ from typing import Any
 
 from tuneloop import storage
 from tuneloop.examples import utc_now
-from tuneloop.providers import HOSTED_PROVIDERS
+from tuneloop.providers import hosted_names
 from tuneloop.registry.files import (
     CHAMPION,
     EXAMPLE_IDS_FILE,
@@ -159,7 +159,7 @@ class VertexRegistry:
         from google.cloud.aiplatform_v1.types import Model, ModelContainerSpec
         from google.protobuf import json_format, struct_pb2
 
-        if provider in HOSTED_PROVIDERS:
+        if provider in hosted_names():
             raise ValueError(
                 f"provider={provider!r}: hosted-provider models stay at the provider and are recorded in the "
                 "file/GCS registry (FileRegistry with a gs:// root); Vertex Model Registry holds open models"

@@ -51,7 +51,7 @@ def test_the_loop_promotes_into_vertex_and_judges_the_next_run_from_the_stored_c
 
 
 def test_a_hosted_model_or_a_bad_vertex_uri_is_refused_by_the_first_task():
-    common = {"branches": ["sklearn", "openai"], "model_name": "intents", "thresholds": THRESHOLDS,
+    common = {"model_name": "intents", "thresholds": THRESHOLDS,
               "hyperparameters": {}}
     good = f"vertex://{PROJECT}/{REGION}?artifact_root=gs://bucket/models"
     with pytest.raises(stages.ConfigError, match="lives at its provider"):

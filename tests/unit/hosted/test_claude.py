@@ -1,5 +1,6 @@
-"""The claude provider: Bedrock customization (real boto3 against moto + the runtime stand-in) and
-the few-shot adapter (real ``anthropic`` SDK against the Messages API stand-in)."""
+"""The claude family: claude-bedrock (real boto3 against moto + the runtime stand-in) and claude-few-shot
+(real ``anthropic`` SDK against the Messages API stand-in), both reached through the name ``claude``
+with ``hyperparameters.method`` as the pipeline's first task resolves it."""
 
 from __future__ import annotations
 
@@ -18,20 +19,29 @@ from tests.unit.hosted.conftest import FAST_PREDICT, make_request, quiet, sigter
 from tuneloop.catalog import load_catalog
 from tuneloop.evaluation import parse_label
 from tuneloop.providers.base import JobCancelled, PreflightError, ProviderError, job_key, run_job
-from tuneloop.providers.claude import FEWSHOT_FILE, KEY_TAG, ClaudeProvider
+from tuneloop.providers.claude import FEWSHOT_FILE, KEY_TAG, ClaudeFamily
 from tuneloop.providers.hosted import DeadlineExceeded
+from tuneloop.providers.registry import ProviderNotFound, resolve
 
 BEDROCK_MODEL = "anthropic.claude-tunable-test-v1:0"
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 S3 = f"s3://{BUCKET}/runs"
 
 
-def provider(**kw) -> ClaudeProvider:
-    return ClaudeProvider(predict=FAST_PREDICT, log=kw.pop("log", quiet), **kw)
+def claude(hp: dict):
+    """The family member ``provider=claude`` + these hyperparameters means, and its hyperparameters."""
+    return resolve("claude", hp)
+
+
+def provider(method: str = "bedrock", **kw) -> ClaudeFamily:
+    cls, _ = claude({"method": method})
+    return cls(predict=FAST_PREDICT, log=kw.pop("log", quiet), **kw)
 
 
 def bedrock_request(dataset, model=BEDROCK_MODEL, **hp):
-    return make_request(dataset, "bedrock", model, {"method": "bedrock", "s3_uri": S3, "role_arn": ROLE_ARN, **hp})
+    cls, hp = claude({"method": "bedrock", "s3_uri": S3, "role_arn": ROLE_ARN, **hp})
+    assert cls.name == "claude-bedrock"
+    return make_request(dataset, "bedrock", model, hp)
 
 
 def s3_objects(fake) -> list[str]:
@@ -45,7 +55,7 @@ def s3_objects(fake) -> list[str]:
 def test_bedrock_customizes_from_s3_and_evaluates_the_custom_model(bedrock_fake, dataset, tmp_path):
     req = bedrock_request(dataset, epoch_count=3, early_stopping_patience=4)
     result = run_job(provider(), req, record_path=tmp_path / "job.json", log=quiet)
-    key = job_key(dataset.hash, "claude", BEDROCK_MODEL, req.hyperparameters)
+    key = job_key(dataset.hash, "claude-bedrock", BEDROCK_MODEL, provider().parse_config(req.hyperparameters))
     (job,) = bedrock_fake.jobs().values()
     assert job.job_name == f"tuneloop-{key}-1" and job.base_model_identifier == BEDROCK_MODEL
     assert job.hyper_parameters == {"epochCount": "3", "batchSize": "32", "learningRateMultiplier": "1",
@@ -112,7 +122,7 @@ def test_bedrock_budget_and_missing_settings_refused_before_upload(bedrock_fake,
     with pytest.raises(PreflightError, match=r"over budget_usd=\$0\.00"):
         provider().preflight(bedrock_request(dataset, budget_usd=0.0001))
     with pytest.raises(PreflightError, match=r"method=bedrock needs hyperparameters \['s3_uri', 'role_arn'\]"):
-        provider().preflight(make_request(dataset, "bedrock", BEDROCK_MODEL, {"method": "bedrock"}))
+        provider().preflight(make_request(dataset, "bedrock", BEDROCK_MODEL, claude({"method": "bedrock"})[1]))
     with pytest.raises(PreflightError, match=r"batch_size=2 must be an integer in \[4, 256\]"):
         provider().preflight(bedrock_request(dataset, batch_size=2))
     assert not bedrock_fake.jobs() and s3_objects(bedrock_fake) == []
@@ -132,13 +142,15 @@ def test_bedrock_runtime_throttling_then_success_and_malformed_answers(bedrock_f
 
 
 def fewshot_request(dataset, out, model="claude-haiku-test", **hp):
-    return make_request(dataset, "bedrock", model, {"method": "few-shot", **hp}, output_dir=str(out))
+    cls, hp = claude(hp)  # few-shot is the family's default method
+    assert cls.name == "claude-few-shot"
+    return make_request(dataset, "bedrock", model, hp, output_dir=str(out))
 
 
 def test_fewshot_adapter_is_stratified_stored_and_evaluated(anthropic_fake, dataset, tmp_path):
     out = tmp_path / "model"
-    result = run_job(provider(), fewshot_request(dataset, out, exemplars_per_label=3), record_path=tmp_path / "j.json",
-                     log=quiet)
+    result = run_job(provider("few-shot"), fewshot_request(dataset, out, exemplars_per_label=3),
+                     record_path=tmp_path / "j.json", log=quiet)
     art = json.loads((out / FEWSHOT_FILE).read_text())
     assert result.model_ref == str(out) and result.trained_tokens == 0
     assert Counter(x["label"] for x in art["exemplars"]) == dict.fromkeys(dataset.labels, 3)
@@ -158,10 +170,11 @@ def test_fewshot_adapter_is_stratified_stored_and_evaluated(anthropic_fake, data
 def test_fewshot_rerun_reuses_the_adapter_and_counts_malformed(anthropic_fake, dataset, tmp_path):
     out = tmp_path / "model"
     req = fewshot_request(dataset, out)
-    first = run_job(provider(), req, record_path=tmp_path / "a.json", log=quiet)
+    first = run_job(provider("few-shot"), req, record_path=tmp_path / "a.json", log=quiet)
     before = (out / FEWSHOT_FILE).stat().st_mtime_ns
     lines: list[str] = []
-    again = run_job(provider(output_dir=str(out)), req, record_path=tmp_path / "b.json", log=lines.append)
+    again = run_job(provider("few-shot", output_dir=str(out)), req, record_path=tmp_path / "b.json",
+                    log=lines.append)
     assert again.model_ref == first.model_ref and (out / FEWSHOT_FILE).stat().st_mtime_ns == before
     assert any("adopting existing job" in line for line in lines)
     anthropic_fake.http.inject("messages.create", Fault(529, message="Overloaded"), Fault(429, retry_after="0"))
@@ -173,6 +186,22 @@ def test_fewshot_rerun_reuses_the_adapter_and_counts_malformed(anthropic_fake, d
 
 def test_fewshot_refuses_a_model_of_the_wrong_kind(anthropic_fake, dataset, tmp_path):
     with pytest.raises(PreflightError, match=r"runs on bedrock, not anthropic"):
-        provider().preflight(fewshot_request(dataset, tmp_path, BEDROCK_MODEL))
-    with pytest.raises(PreflightError, match=r"method='fine-tune' is not one of \['few-shot', 'bedrock'\]"):
-        provider().preflight(fewshot_request(dataset, tmp_path, method="fine-tune"))
+        provider("few-shot").preflight(fewshot_request(dataset, tmp_path, BEDROCK_MODEL))
+    with pytest.raises(ProviderNotFound, match=r"method='fine-tune' is not a method of the claude provider; use one "
+                       r"of \['bedrock', 'few-shot'\]"):
+        fewshot_request(dataset, tmp_path, method="fine-tune")
+
+
+def test_either_member_answers_with_either_kind_of_claude_model(bedrock_fake, anthropic_fake, dataset, tmp_path):
+    """A champion registered under the old single name ``claude`` is served by the family default."""
+    tuned = run_job(provider(), bedrock_request(dataset), record_path=tmp_path / "b.json", log=quiet)
+    out = tmp_path / "fewshot"
+    adapter = run_job(provider("few-shot"), fewshot_request(dataset, out), record_path=tmp_path / "f.json", log=quiet)
+    rows = dataset.splits["eval"][:4]
+    old_name = provider("few-shot")  # what get_provider("claude") builds for a version recorded as 'claude'
+    before = bedrock_fake.runtime.calls("InvokeModel")
+    assert len(old_name.predict(tuned.model_ref, rows)) == len(rows)
+    assert bedrock_fake.runtime.calls("InvokeModel") - before == len(rows)  # the ARN went to Bedrock
+    sent = len(anthropic_fake.requests)
+    assert len(provider().predict(adapter.model_ref, rows)) == len(rows)
+    assert len(anthropic_fake.requests) - sent == len(rows)  # the adapter went to the Anthropic API

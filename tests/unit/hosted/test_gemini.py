@@ -32,7 +32,7 @@ def test_stages_data_tunes_with_defaults_and_labels(vertex_fake, dataset, tmp_pa
     req = request(dataset)
     lines: list[str] = []
     result = run_job(provider(log=lines.append), req, record_path=tmp_path / "job.json", log=quiet)
-    key = job_key(dataset.hash, "gemini", MODEL, req.hyperparameters)
+    key = job_key(dataset.hash, "gemini", MODEL, GeminiProvider.parse_config(req.hyperparameters))
     (body,) = vertex_fake.requests
     spec = body["supervisedTuningSpec"]
     # the observation-classifier defaults: 4 epochs, adapter size 4, learning-rate multiplier 1.0

@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes.server import Fault
 from tests.unit.hosted.conftest import FAST_PREDICT, quiet
+from tuneloop.config import from_mapping
 from tuneloop.providers.base import ProviderError
 from tuneloop.providers.hosted import (
     DeadlineExceeded,
@@ -38,8 +39,8 @@ def test_backoff_grows_is_capped_and_jittered_down_only():
     assert all(c / 2 <= d <= c for d, c in zip(delays, caps, strict=True))
     with pytest.raises(ValueError, match=r"attempts=0 must be an integer in \[1, 100\]"):
         RetryPolicy(attempts=0)
-    with pytest.raises(ValueError, match="predict options: unknown key"):
-        PredictPolicy.from_options({"workers": 3})
+    with pytest.raises(ValueError, match="eval_options: unknown key 'workers'"):
+        from_mapping(PredictPolicy, {"workers": 3}, what="eval_options")
 
 
 def test_a_server_asking_for_a_long_wait_fails_fast_with_the_reason(openai_fake):

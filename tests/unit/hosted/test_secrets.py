@@ -10,8 +10,8 @@ import yaml
 
 from tests.fakes.secret_manager_server import FakeSecretManager
 from tuneloop import secrets
-from tuneloop.providers.base import PreflightError
-from tuneloop.providers.claude import ClaudeConfig
+from tuneloop.config import ConfigError, from_mapping
+from tuneloop.providers.claude import BedrockConfig, FewShotConfig
 from tuneloop.providers.gemini import GeminiConfig
 from tuneloop.providers.openai import OpenAIConfig, OpenAIProvider
 
@@ -103,11 +103,11 @@ def test_google_token_from_environment():
 
 
 def test_no_provider_setting_can_carry_a_secret():
-    for cfg in (OpenAIConfig, GeminiConfig, ClaudeConfig):
+    for cfg in (OpenAIConfig, GeminiConfig, BedrockConfig, FewShotConfig):
         names = [f.name for f in dataclasses.fields(cfg)]
         assert not [n for n in names if secrets.SECRET_PARAMETER_NAME.search(n)], cfg
-        with pytest.raises(PreflightError, match=r"unknown key\(s\) \['api_key'\]"):
-            cfg.from_hyperparameters({"api_key": "sk-nope"}, "x")
+        with pytest.raises(ConfigError, match=r"unknown key 'api_key'"):
+            from_mapping(cfg, {"api_key": "sk-nope"})
 
 
 def test_scanner_finds_leaks_and_secret_named_parameters():

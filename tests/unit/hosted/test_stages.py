@@ -101,5 +101,5 @@ def test_eval_options_cap_the_requests_an_evaluation_may_send(openai_fake, datas
                         registry_uri=str(tmp_path / "registry"), model_name="intents", thresholds=THRESHOLDS,
                         blessing_path=str(work / "blessing.json"), eval_options={"max_requests": 3.0})
     assert openai_fake.http.calls("chat.create") == 0  # refused before sending anything
-    with pytest.raises(stages.ConfigError, match=r"eval_options=.*unknown key\(s\) \['max_request'\]"):
+    with pytest.raises(stages.ConfigError, match=r"eval_options: unknown key 'max_request' \(did you mean 'max_requests'\?\)"):
         stages.eval_policy({"max_request": 3})

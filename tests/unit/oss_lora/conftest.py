@@ -67,5 +67,5 @@ def trained(tiny_base, topic_data, tmp_path_factory) -> TrainedRun:
     provider = OssLoraProvider(output_dir=request.output_dir, log=logs.append)
     record = out / "job-record.json"
     result = run_job(provider, request, record_path=record, log=logs.append)
-    key = job_key(request.dataset_hash, provider.name, request.base_model, request.hyperparameters)
+    key = job_key(request.dataset_hash, provider.name, request.base_model, provider.parse_config(request.hyperparameters))
     return TrainedRun(provider, request, result, key, record, logs)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tuneloop.examples import make_example
-from tuneloop.providers.oss_lora import tiny
+from tuneloop.providers.oss_lora import OssLoraProvider, tiny
 from tuneloop.providers.oss_lora.config import ConfigError, LoraConfig
 from tuneloop.providers.oss_lora.data import (
     TemplateError,
@@ -124,13 +124,13 @@ def test_collate_restarts_positions_and_isolates_examples(tiny_tokenizer):
 
 
 def test_config_names_the_bad_field_and_refuses_unknown_keys():
-    with pytest.raises(ConfigError, match="unknown key.*'lerning_rate'"):
-        LoraConfig.from_hyperparameters({"lerning_rate": 1e-4})
+    with pytest.raises(ConfigError, match=r"unknown key 'lerning_rate' \(did you mean 'learning_rate'\?\)"):
+        OssLoraProvider.parse_config({"lerning_rate": 1e-4})
     with pytest.raises(ConfigError, match="rank: 0"):
         LoraConfig(rank=0)
     with pytest.raises(ConfigError, match="target_modules"):
         LoraConfig(target_modules=("attention", "q_proj"))
-    cfg = LoraConfig.from_hyperparameters({"max_steps": 10.0, "merge": "true", "target_modules": "q_proj,v_proj",
+    cfg = OssLoraProvider.parse_config({"max_steps": 10.0, "merge": "true", "target_modules": "q_proj,v_proj",
                                            "alpha": 8})
     assert cfg.max_steps == 10 and cfg.merge is True and cfg.target_modules == ("q_proj", "v_proj")
     assert cfg.alpha == 8.0 and cfg.shape()["target_modules"] == ["q_proj", "v_proj"]

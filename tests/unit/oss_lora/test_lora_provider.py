@@ -58,7 +58,7 @@ def test_cancelled_job_stops_with_a_checkpoint_and_a_rerun_continues_it(tiny_bas
     hp = {"max_steps": 8, "log_interval": 2, "checkpoint_interval": 0, "eval_interval": 0, "merge": False}
     request = make_request(tiny_base, topic_data, tmp_path / "runs", **hp)
     request = dataclasses.replace(request, train=request.train[:60], validation=request.validation[:8])
-    key = job_key(request.dataset_hash, "oss-lora", request.base_model, request.hyperparameters)
+    key = job_key(request.dataset_hash, "oss-lora", request.base_model, OssLoraProvider.parse_config(request.hyperparameters))
     provider = OssLoraProvider(output_dir=request.output_dir, log=lambda _: None)
     handle = provider.submit(request, key)
 

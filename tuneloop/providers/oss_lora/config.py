@@ -1,6 +1,6 @@
 """The LoRA trainer's configuration: one frozen dataclass, every default in one place, checked on build.
 
-A pipeline passes hyperparameters as a JSON mapping; :meth:`LoraConfig.from_hyperparameters` turns it
+A pipeline passes hyperparameters as a JSON mapping; ``tuneloop.config.from_mapping`` turns it
 into a checked config (unknown keys are refused with the list of known ones, so a typo never silently
 trains with a default).
 """
@@ -8,11 +8,10 @@ trains with a default).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from tuneloop.config import ConfigError as BaseConfigError
+from tuneloop.config import ConfigError, setting
 
 TASKS = ("causal-lm", "sequence-classification")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -32,44 +31,40 @@ ATTENTION_SUFFIXES = (
 SHAPE_FIELDS = ("task", "rank", "alpha", "target_modules", "max_seq_len", "packing")
 
 
-class ConfigError(BaseConfigError):
-    """A hyperparameter with a bad value; the message names it, the value, and the fix."""
-
-
 @dataclass(frozen=True)
 class LoraConfig:
     """LoRA supervised fine-tuning of an open model (causal LM or sequence classification)."""
 
-    task: str = field(default="causal-lm", metadata={"help": f"one of {TASKS}"})
-    rank: int = field(default=16, metadata={"help": "LoRA rank r"})
-    alpha: float = field(default=32.0, metadata={"help": "LoRA alpha (scale = alpha / rank)"})
-    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
-    target_modules: tuple[str, ...] = field(
-        default=(ATTENTION,),
-        metadata={"help": "module-name suffixes to adapt, or 'attention' (default) or 'all-linear'"},
+    task: str = setting("causal-lm", help=f"one of {TASKS}")
+    rank: int = setting(16, help="LoRA rank r")
+    alpha: float = setting(32.0, help="LoRA alpha (scale = alpha / rank)")
+    dropout: float = setting(0.05, help="dropout on the LoRA input")
+    target_modules: tuple[str, ...] = setting(
+        (ATTENTION,),
+        help="module-name suffixes to adapt, or 'attention' (default) or 'all-linear'",
     )
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warmup"})
-    min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine decays to this fraction of the peak"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
-    batch_size: int = field(default=8, metadata={"help": "packed rows (or examples) per micro-batch"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    max_steps: int = field(default=0, metadata={"help": "optimizer steps; 0 = derive from epochs"})
-    epochs: float = field(default=3.0, metadata={"help": "passes over the training rows (if max_steps=0)"})
-    max_seq_len: int = field(default=1024, metadata={"help": "tokens per packed row / example"})
-    packing: bool = field(default=True, metadata={"help": "pack several examples per row (isolated)"})
-    seed: int = field(default=0, metadata={"help": "seeds LoRA init, dropout and data order"})
-    eval_interval: int = field(default=50, metadata={"help": "steps between validation passes (0 = end only)"})
-    checkpoint_interval: int = field(default=50, metadata={"help": "steps between checkpoints (0 = end only)"})
-    keep_checkpoints: int = field(default=1, metadata={"help": "how many step checkpoints to keep"})
-    log_interval: int = field(default=10, metadata={"help": "steps between progress lines"})
-    precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), fp32, bf16"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations"})
-    merge: bool = field(default=False, metadata={"help": "also write a merged (adapter folded in) model"})
-    device: str = field(default="auto", metadata={"help": f"one of {DEVICES}"})
-    max_new_tokens: int = field(default=32, metadata={"help": "predict: longest generated answer"})
-    predict_batch_size: int = field(default=16, metadata={"help": "predict: prompts per batch"})
+    learning_rate: float = setting(2e-4, help="peak learning rate")
+    warmup_ratio: float = setting(0.05, help="fraction of steps of linear warmup")
+    min_lr_ratio: float = setting(0.1, help="cosine decays to this fraction of the peak")
+    weight_decay: float = setting(0.0, help="AdamW weight decay")
+    max_grad_norm: float = setting(1.0, help="gradient clipping (0 = off)")
+    batch_size: int = setting(8, help="packed rows (or examples) per micro-batch")
+    grad_accum: int = setting(1, help="micro-batches per optimizer step")
+    max_steps: int = setting(0, help="optimizer steps; 0 = derive from epochs")
+    epochs: float = setting(3.0, help="passes over the training rows (if max_steps=0)")
+    max_seq_len: int = setting(1024, help="tokens per packed row / example")
+    packing: bool = setting(True, help="pack several examples per row (isolated)")
+    seed: int = setting(0, help="seeds LoRA init, dropout and data order")
+    eval_interval: int = setting(50, help="steps between validation passes (0 = end only)", job_key=False)
+    checkpoint_interval: int = setting(50, help="steps between checkpoints (0 = end only)", job_key=False)
+    keep_checkpoints: int = setting(1, help="how many step checkpoints to keep", job_key=False)
+    log_interval: int = setting(10, help="steps between progress lines", job_key=False)
+    precision: str = setting("auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16")
+    gradient_checkpointing: bool = setting(False, help="recompute activations")
+    merge: bool = setting(False, help="also write a merged (adapter folded in) model")
+    device: str = setting("auto", help=f"one of {DEVICES}", job_key=False)
+    max_new_tokens: int = setting(32, help="predict: longest generated answer", job_key=False)
+    predict_batch_size: int = setting(16, help="predict: prompts per batch", job_key=False)
 
     def __post_init__(self):
         tm = self.target_modules
@@ -111,29 +106,6 @@ class LoraConfig:
             raise ConfigError(f"epochs: {self.epochs!r} must be > 0 when max_steps is 0; set one of them")
         if self.max_seq_len < 16:
             raise ConfigError(f"max_seq_len: {self.max_seq_len} is too short to hold a chat turn; use >= 16")
-
-    @classmethod
-    def from_hyperparameters(cls, hp: Mapping[str, Any] | None) -> LoraConfig:
-        """Build from a pipeline's hyperparameter mapping; refuses unknown keys, coerces JSON numbers."""
-        hp = dict(hp or {})
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(hp) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"hyperparameters: unknown key(s) {unknown}; the oss-lora provider knows {sorted(known)}"
-            )
-        kwargs = {}
-        for k, v in hp.items():
-            default = known[k].default
-            if isinstance(default, bool):
-                if isinstance(v, str) and v.lower() in ("true", "false"):
-                    v = v.lower() == "true"
-            elif isinstance(default, int) and isinstance(v, float) and v.is_integer():
-                v = int(v)
-            elif isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            kwargs[k] = v
-        return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -28,7 +28,7 @@ from tuneloop.providers.base import (
     TuneResult,
 )
 from tuneloop.providers.oss_lora import checkpoint as ckpt
-from tuneloop.providers.oss_lora.config import ConfigError, LoraConfig
+from tuneloop.providers.oss_lora.config import LoraConfig
 
 JOB_RECORD = "job.json"
 
@@ -69,6 +69,12 @@ class OssLoraProvider(Provider):
     """
 
     name = "oss-lora"
+    format = "hf"
+    extra = "lora"
+    requires = ("torch", "transformers", "peft")
+    image = "gpu"
+    tasks = ("classification", "chat")
+    config_class = LoraConfig
 
     def __init__(self, output_dir: str | None = None, *, log: Callable[[str], None] = print):
         self.output_dir = output_dir
@@ -77,14 +83,6 @@ class OssLoraProvider(Provider):
         self._predictors: dict[str, Any] = {}
 
     # -- helpers
-    @staticmethod
-    def config_of(request: TuneRequest) -> LoraConfig:
-        """The checked trainer config of a request (PreflightError names the bad hyperparameter)."""
-        try:
-            return LoraConfig.from_hyperparameters(request.hyperparameters)
-        except (ConfigError, TypeError) as exc:
-            raise PreflightError(f"oss-lora: {exc}") from exc
-
     def _run_dir(self, key: str, output_dir: str | None = None) -> Path:
         root = output_dir or self.output_dir
         if not root:
@@ -113,7 +111,7 @@ class OssLoraProvider(Provider):
 
         from tuneloop.providers.oss_lora.data import TemplateError, encode_chat
 
-        config = self.config_of(request)
+        config = self.config(request)
         base = local_base_model(request.base_model)
         if not (Path(base) / "config.json").is_file():
             raise PreflightError(f"base_model: {base!r} has no config.json; pass a folder with the model files")
@@ -189,7 +187,7 @@ class OssLoraProvider(Provider):
         model_dir = run_dir / ckpt.MODEL_DIR
         if record.get("state") == "succeeded" and (model_dir / ckpt.MANIFEST).is_file():
             return self._result(handle, request, model_dir, resumed=True)
-        config = self.config_of(request)
+        config = self.config(request)
         stop = self._stops.setdefault(handle.key, threading.Event())
         stop.clear()
         timer = threading.Timer(deadline_s, stop.set)

@@ -1,0 +1,62 @@
+"""A provider from another package: installed with pip, found through the ``tuneloop.providers`` entry
+point, run through the compiled continuous-tuning pipeline under kfp.local — no tuneloop file names it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.local.conftest import run, summaries
+from tuneloop.providers import registry
+from tuneloop.registry import FileRegistry
+
+PACKAGE = ROOT / "tests" / "testdata" / "plugin_provider"
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """``pip install`` the word-vote package into its own site folder on this process's and the tasks' path."""
+    src = tmp_path / "src"
+    shutil.copytree(PACKAGE, src)  # build in a copy: nothing is written into the test data
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--no-index", "--target", str(site), str(src)],
+        check=True, capture_output=True,
+    )
+    monkeypatch.setenv("PYTHONPATH", f"{site}:{ROOT}")  # the kfp.local task subprocesses
+    monkeypatch.syspath_prepend(str(site))
+    registry.provider_classes.cache_clear()
+    yield site
+    registry.provider_classes.cache_clear()
+
+
+def test_a_plugin_provider_tunes_evaluates_and_promotes_through_kfp_local(plugin, loop_env):
+    assert "word-vote" in registry.provider_names()  # found by its entry point
+    assert registry.provider_class("Word_Vote").image == "cpu"
+    params = {**loop_env["params"], "provider": "word-vote", "model_name": "support-intent",
+              "hyperparameters": {"min_count": 2, "alpha": 1},  # ints: KFP turns them into 2.0 and 1.0
+              "min_values": {"macro_f1": 0.5}}
+    run("continuous-tuning", params, loop_env["root"])
+    [summary] = summaries(loop_env["reports"])
+    assert summary["provider"] == "word-vote"
+    assert summary["candidate_metrics"]["macro_f1"] >= 0.5 and summary["promoted_version"] == "v1"
+    champion = FileRegistry(params["registry_uri"], "support-intent").champion()
+    assert champion.provider == "word-vote"
+    model = json.loads(next(Path(loop_env["root"]).rglob("wordvote.json")).read_text())
+    assert model["config"] == {"alpha": 1.0, "min_count": 2}  # the parsed config reached the provider
+    assert type(model["config"]["min_count"]) is int
+
+
+def test_a_plugin_providers_config_is_checked_by_the_first_task(plugin, loop_env):
+    params = {**loop_env["params"], "provider": "word-vote", "hyperparameters": {"min_cout": 2}}
+    with pytest.raises(RuntimeError) as info:
+        run("continuous-tuning", params, loop_env["root"])
+    assert "unknown key 'min_cout' (did you mean 'min_count'?) for the word-vote provider" in str(info.value)
+    assert not (loop_env["reports"].parent / "datasets").exists()  # nothing extracted or published
