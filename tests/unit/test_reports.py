@@ -283,3 +283,34 @@ def test_report_open_names_the_runs_it_knows_when_nothing_matches(tmp_path):
     empty.mkdir()
     result = CliRunner().invoke(app, ["report", "open", str(empty)])
     assert result.exit_code == 1 and "no report under" in result.output
+
+
+def test_a_task_with_many_labels_and_a_long_history_stays_a_readable_page(tmp_path):
+    """200 labels: the heat map keeps the 40 most frequent, the table the 60 that moved most."""
+    from tuneloop.evaluation import compute_metrics
+    from tuneloop.registry import FileRegistry
+    from tuneloop.reports.history import history_record
+
+    labels = [f"intent_{i:03d}" for i in range(200)]
+    truth = [lab for i, lab in enumerate(labels) for _ in range(1 + (i % 7 == 0) * 5)]
+    pred = [t if k % 3 else labels[(labels.index(t) + 1) % 200] for k, t in enumerate(truth)]
+    record = {"blessed": False, "reason": "not blessed: test", "candidate_metrics": compute_metrics(truth, pred, labels),
+              "champion_metrics": compute_metrics(truth, truth, labels), "champion_version": "v1"}
+    html = render_evaluation(record)
+    assert "The 40 most frequent of 200 labels" in html and "(other labels)" in html
+    heat = html.split('data-chart="confusion-candidate"', 1)[1].split("</figure>", 1)[0]
+    assert "intent_196" in heat and "intent_199" not in heat  # 6 rows vs 1 row (the 1-row ties go by name)
+    assert len(rows_of(html, "per-label")) == 60 and "140 more labels not shown" in html
+    assert len(html) < 1_500_000
+
+    reg = FileRegistry(str(tmp_path), "long")
+    previous = None
+    for i in range(120):
+        rec = reg.register(provider="sklearn", model_ref="m", model_dir=None, metrics={"macro_f1": 0.5 + i / 1000},
+                           data_hash="d", example_ids=[], config={}, blessing=None)
+        reg.set_champion(rec.version, expected=previous, reason="blessed")
+        previous = rec.version
+    page = render_history(history_record(reg))
+    widths = [float(w) for w in re.findall(r'<svg role="img"[^>]*?width="([0-9.]+)pt"', page)]
+    assert widths and max(widths) <= 12 * 72 + 1  # pt: no chart wider than 12 in
+    assert len(rows_of(page, "versions")) == 120

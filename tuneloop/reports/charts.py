@@ -26,6 +26,8 @@ OK_COLOR = "#1a7f37"
 BAD_COLOR = "#cf222e"
 WARN_COLOR = "#bf8700"
 LABEL_CHARS = 32
+MAX_WIDTH = 12.0  # inches: the widest chart (a page is ~1180 px)
+MAX_TICKS = 30
 
 _RC = {
     "svg.fonttype": "none",
@@ -252,7 +254,7 @@ def lines(xs: Sequence[Any], series: Mapping[str, Sequence[float | None]], *, na
     ``highlight``: x index -> a note drawn under the axis (e.g. "champion").
     """
     with _style():
-        fig = _figure(max(4.8, 0.55 * len(xs) + 2.4), 2.9)
+        fig = _figure(min(MAX_WIDTH, max(4.8, 0.55 * len(xs) + 2.4)), 2.9)
         ax = fig.subplots()
         positions = list(range(len(xs)))
         for sname, vals in series.items():
@@ -273,9 +275,11 @@ def lines(xs: Sequence[Any], series: Mapping[str, Sequence[float | None]], *, na
             if m.get("text"):
                 ax.annotate(label(m["text"], 24), (m["x"], m["y"]), xytext=(0, 8), textcoords="offset points",
                             ha="center", fontsize=7, color=color)
-        ax.set_xticks(positions, labels=[label(x, 14) for x in xs])
+        step = max(1, -(-len(xs) // MAX_TICKS))  # thin the tick labels of a long history
+        shown = sorted({*positions[::step], *(highlight or {})})
+        ax.set_xticks(shown, labels=[label(xs[i], 14) for i in shown], rotation=30 if step > 1 else 0)
         for x, note in (highlight or {}).items():
-            ax.get_xticklabels()[x].set_fontweight("bold")
+            ax.get_xticklabels()[shown.index(x)].set_fontweight("bold")
             ax.annotate(label(note, 14), (x, 0), xycoords=("data", "axes fraction"), xytext=(0, -24),
                         textcoords="offset points", ha="center", fontsize=7, color=OK_COLOR)
         ax.set_ylabel(label(ylabel, 40))

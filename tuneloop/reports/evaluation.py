@@ -60,6 +60,7 @@ LOWER_IS_BETTER = frozenset({"unparseable"})
 # Counts, not scores: shown without a delta colour.
 COUNTS = frozenset({"n"})
 MAX_LABEL_ROWS = 60
+MAX_HEATMAP_LABELS = 40
 MAX_MOVERS_CHART = 20
 MAX_SAMPLES = 20
 TOP_REASONS = 5
@@ -225,23 +226,37 @@ def _confusion(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[int]], 
     return [str(x) for x in cm["labels"]], [list(r) for r in cm.get("rows", [])], list(cm.get("unparseable") or [])
 
 
+def _top_labels(labels: list[str], rows: list[list[int]], unparseable: list[int]) -> tuple[list[str], list[list[int]],
+                                                                                            list[int], int]:
+    """At most :data:`MAX_HEATMAP_LABELS` labels, the most frequent; the rest's predictions become one column."""
+    if len(labels) <= MAX_HEATMAP_LABELS:
+        return labels, rows, unparseable, 0
+    support = [sum(r) + (unparseable[i] if i < len(unparseable) else 0) for i, r in enumerate(rows)]
+    keep = sorted(sorted(range(len(labels)), key=lambda i: (-support[i], labels[i]))[:MAX_HEATMAP_LABELS])
+    kept_rows = [[rows[i][j] for j in keep] + [sum(rows[i]) - sum(rows[i][j] for j in keep)] for i in keep]
+    return [labels[i] for i in keep], kept_rows, [unparseable[i] for i in keep if i < len(unparseable)], len(labels)
+
+
 def confusion_section(record: Mapping[str, Any]) -> Safe | None:
     """The confusion-matrix heat maps (candidate, and the champion on the same rows)."""
-    figs = []
+    figs, notes = [], []
     for side, title in (("candidate", "candidate"), ("champion", _champ_name(record))):
         got = _confusion(_metrics(record, side))
         if got is None:
             continue
-        labels, rows, unparseable = got
-        cols = list(labels)
+        labels, rows, unparseable, total = _top_labels(*got)
+        cols = list(labels) + (["(other labels)"] if total else [])
         if any(unparseable):
             cols.append("(unparseable)")
             rows = [[*r, u] for r, u in zip(rows, unparseable, strict=False)]
+        if total and not notes:
+            notes.append(tag("p", f"The {len(labels)} most frequent of {total} labels; predictions of the others "
+                                  "are one column, (other labels).", class_="note"))
         figs.append(charts.heatmap(rows, labels, cols, name=f"confusion-{side}", title=f"Confusion matrix: {title}",
                                    caption="rows: true label; columns: predicted; colour: share of the row"))
     if not figs:
         return None
-    return section("Confusion matrix", *figs, id_="confusion")
+    return section("Confusion matrix", *notes, *figs, id_="confusion")
 
 
 def per_label_section(record: Mapping[str, Any]) -> Safe | None:
