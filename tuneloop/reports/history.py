@@ -131,5 +131,5 @@ def render_history(record: Mapping[str, Any]) -> str:
         headers = ["version", "registered", "provider", "data", *keys[:6], "promoted", ""]
         body.append(section("Metrics by version", *figs, table(headers, rows, numeric=tuple(range(4, 4 + len(keys[:6])))),
                             id_="versions"))
-    return page(f"Registry history: {name}", esc(f"{len(versions)} versions · champion {champion or 'none'}"), body,
+    return page(f"Registry history: {name}", esc(f"{len(versions)} version{'' if len(versions) == 1 else 's'} · champion {champion or 'none'}"), body,
                 footer=f"tuneloop {__version__} · self-contained: no script, no network")
