@@ -5,10 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # torch: the CPU wheel pinned first, so no extra below pulls a CUDA build.
 TORCH  := torch==2.13.0
-EXTRAS := dev,hosted,lora,selfplay,gcp
+EXTRAS := dev,hosted,lora,selfplay,gcp,reports
 PYTEST := $(PY) -m pytest -p no:cacheprovider -p no:bqemulator --durations=15
 
-.PHONY: setup demo test test-all compile lint bench bench-formatter bench-lora bench-selfplay clean
+.PHONY: setup demo test test-all compile lint bench bench-formatter bench-lora bench-selfplay clean chromium
 
 setup: $(STAMP)
 
@@ -49,6 +49,12 @@ bench-selfplay: setup
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
+
+# Headless Chromium for the slow report tests (tests/local/test_reports.py): Debian's package.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	chromium --version
 
 # -- Google Cloud (docs/google-cloud.md) ------------------------------------------------------------
 # BigQuery stand-in for the tests: bqemulator needs DuckDB 1.5.5 and its spatial extension, while the

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Input, Metrics, Model, Output
 from tuneloop.components.images import BASE_IMAGE
 
 
@@ -21,6 +21,7 @@ def evaluate_model(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     blessing: Output[Artifact],
+    report: Output[HTML],
 ) -> NamedTuple("EvalOutputs", blessed=bool, reason=str):
     """Score the candidate and the champion on the eval split and decide the blessing.
 
@@ -38,6 +39,8 @@ def evaluate_model(
         metrics: Scalar metrics (candidate, and champion with a ``champion_`` prefix).
         classification: The candidate's confusion matrix.
         blessing: Decision record: blessed, reason, both metric sets, champion version, paired test.
+        report: The evaluation report (HTML, self-contained): decision, metrics with deltas, confusion
+            matrix, per-label scores, paired test, dataset quarantine, cost and requests.
 
     Returns:
         Whether the candidate is blessed, and why.
@@ -56,6 +59,7 @@ def evaluate_model(
         blessing_path=blessing.path,
         task_env=task_env,
         eval_options=eval_options,
+        report_path=report.path,
     )
     for k, v in r["scalar_metrics"].items():
         metrics.log_metric(k, v)

@@ -7,7 +7,7 @@ that play, train or judge with a net.
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 from tuneloop.components.images import BASE_IMAGE
 
 
@@ -270,6 +270,7 @@ def promote_selfplay(
     run_name: str,
     reports_uri: str,
     summary: Output[Artifact],
+    report: Output[HTML],
 ) -> NamedTuple("SelfplayPromoteOutputs", blessed=bool, promoted_version=str, champion=str):
     """Bless the candidate from its gauntlet results; register it and move ``champion`` if blessed.
 
@@ -287,6 +288,8 @@ def promote_selfplay(
         run_name: Pipeline run name, recorded in lineage and the summary path.
         reports_uri: Where ``<run_name>/summary.json`` is written too ("" = artifact only).
         summary: The run summary (training set, gauntlet, decision, promoted version).
+        report: The gauntlet report (HTML, self-contained): win rates with intervals against the bars,
+            games played against the early-stop bound, the Elo ladder across generations.
 
     Returns:
         Whether it was blessed, the promoted version ("" if none) and the champion after this step.
@@ -305,6 +308,7 @@ def promote_selfplay(
         run_name=run_name,
         reports_uri=reports_uri,
         summary_path=summary.path,
+        report_path=report.path,
     )
     summary.metadata.update(promoted=r["promoted_version"] or "", champion=r["champion_after"] or "")
     return namedtuple("SelfplayPromoteOutputs", "blessed promoted_version champion")(

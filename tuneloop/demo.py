@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             manifest, _ = storage.read_json(storage.join(summary["dataset_uri"], "manifest.json"))
         print(_table(run, summary, manifest))
         print(f"  summary: {path}")
+        if summary.get("report_uri"):
+            print(f"  report:  {summary['report_uri']}")
     print(f"\nregistry: tuneloop registry show --registry {out / 'registry'} --model support-intent")
+    print(f"reports:  tuneloop report open {out}  ·  tuneloop report history --registry {out / 'registry'} "
+          "--model support-intent")
     return 0
 
 

@@ -245,8 +245,10 @@ def tune(
         config=config,
     )
     result = run_job(prov, request, record_path=job_record_path)
+    job = json.loads(Path(job_record_path).read_text()) if Path(job_record_path).is_file() else {}
     card = {
         **result.to_dict(),
+        "preflight": (job.get("detail") or {}).get("preflight"),  # None when an existing job was adopted
         "dataset_uri": dataset_uri,
         "train_example_ids": [e.id for e in ds.splits["train"]],
     }
@@ -274,10 +276,12 @@ def _predict_labels(provider_name: str, model_ref: str, rows: Sequence[ex.Exampl
                     policy):
     from tuneloop.evaluation import parse_label
     from tuneloop.providers.registry import provider_class
+    from tuneloop.reports.evaluation import predict_facts
 
     cls = provider_class(provider_name)
-    answers = (cls(predict=policy) if cls.hosted else cls()).predict(model_ref, rows)
-    return [parse_label(a, labels) for a in answers], answers
+    prov = cls(predict=policy) if cls.hosted else cls()
+    answers = prov.predict(model_ref, rows)
+    return [parse_label(a, labels) for a in answers], answers, predict_facts(prov)
 
 
 def evaluate(
@@ -291,8 +295,13 @@ def evaluate(
     blessing_path: str,
     task_env: Mapping[str, Any] | None = None,
     eval_options: Mapping[str, Any] | None = None,
+    report_path: str = "",
 ) -> dict[str, Any]:
     """Candidate and current champion answer the same eval split; metrics, paired test, blessing.
+
+    The blessing record also carries what the report shows (the dataset's extract and quarantine
+    counts, cost and requests); with ``report_path`` the HTML report is written there
+    (:func:`tuneloop.reports.render_evaluation`, a pure function of the record).
 
     ``task_env`` is applied to this process's environment first (the providers' credentials).
     ``eval_options`` tell a hosted model's evaluation how to ask it (``concurrency``, ``max_requests``
@@ -313,14 +322,16 @@ def evaluate(
     card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
     labels = sorted(set(ds.labels) | {t for t in truth if t})
     policy = eval_policy(eval_options)
-    cand_pred, cand_raw = _predict_labels(provider, card["model_ref"], rows, labels, policy)
+    cand_pred, cand_raw, cand_calls = _predict_labels(provider, card["model_ref"], rows, labels, policy)
     cand_metrics = compute_metrics(truth, cand_pred, labels)
 
     registry = open_registry(registry_uri, model_name)
     champion = registry.champion()
-    champ_metrics = paired = None
+    champ_metrics = paired = champ_calls = None
     if champion is not None:
-        champ_pred, _ = _predict_labels(champion.provider, model_ref_of(champion), rows, labels, policy)
+        champ_pred, _, champ_calls = _predict_labels(
+            champion.provider, model_ref_of(champion), rows, labels, policy
+        )
         champ_metrics = compute_metrics(truth, champ_pred, labels)
         paired = mcnemar(truth, candidate=cand_pred, champion=champ_pred)
     blessing = decide(
@@ -338,10 +349,28 @@ def evaluate(
         "eval_rows": len(rows),
         "paired_test": paired,
         "unparseable_examples": [a for a, p in zip(cand_raw, cand_pred, strict=True) if p is None][:20],
+        **report_facts(ds, card, provider, {"candidate": cand_calls, "champion": champ_calls}),
+        "model_name": model_name,
+        "task": "classification",
     }
     Path(blessing_path).parent.mkdir(parents=True, exist_ok=True)
     Path(blessing_path).write_text(json.dumps(record, indent=2, sort_keys=True))
+    if report_path:
+        from tuneloop.reports import write_evaluation_report
+
+        write_evaluation_report(record, report_path)
     return {**record, "scalar_metrics": scalar_metrics(cand_metrics, champ_metrics)}
+
+
+def report_facts(ds, card: Mapping[str, Any], provider: str, calls: Mapping[str, Any]) -> dict[str, Any]:
+    """What the blessing record carries for the report: the dataset's counts and the run's spend."""
+    from tuneloop.providers.registry import provider_class
+    from tuneloop.reports.evaluation import dataset_facts, spend_facts
+
+    return {
+        "dataset": dataset_facts(ds.uri, ds.manifest),
+        "spend": spend_facts(card, hosted=provider_class(provider).hosted, predict=calls),
+    }
 
 
 def scalar_metrics(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None) -> dict[str, float]:
@@ -384,6 +413,7 @@ def promote(
 
     blessing = json.loads(Path(blessing_path).read_text())
     card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
+    report = render_report(blessing) if reports_uri else None  # before the registry moves: it cannot fail after
     registry = open_registry(registry_uri, model_name)
     # A model that lives in files is copied into the version (the task's folder goes with its run): only
     # the folder predict reads (oss-lora's final model, not its checkpoints). Remote models stay remote.
@@ -422,10 +452,23 @@ def promote(
             summary["decision"] = {"blessed": True, "reason": f"not promoted: {exc}"}
     champion = registry.champion()
     summary["champion_after"] = champion.version if champion else None
+    if report is not None:
+        from tuneloop.reports import publish
+
+        summary["report_uri"] = publish(report, reports_uri, run_name)
     summary["summary_uri"] = write_summary(summary, summary_path, reports_uri, run_name)
     if conflict is not None:
         raise conflict
     return summary
+
+
+def render_report(blessing: Mapping[str, Any]) -> str:
+    """The evaluation report for ``<reports_uri>/<run>/report.html``: the evaluate task's HTML artifact,
+    byte for byte, rendered again from the same blessing record (:func:`tuneloop.reports.render_evaluation`
+    is pure)."""
+    from tuneloop.reports import render_evaluation
+
+    return render_evaluation(blessing)
 
 
 def record_skip(

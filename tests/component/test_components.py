@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Metrics, Model
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Metrics, Model
 from tuneloop.components import (
     check_config,
     evaluate_model,
@@ -133,6 +133,7 @@ def test_evaluate_logs_metrics_and_confusion_matrix_and_promote_moves_the_champi
         _art(ClassificationMetrics, tmp, "cm"),
         _art(Artifact, tmp, "b"),
     )
+    report = _art(HTML, tmp, "report")
     result = evaluate_model.python_func(
         provider="sklearn",
         model=tuned["model"],
@@ -146,8 +147,11 @@ def test_evaluate_logs_metrics_and_confusion_matrix_and_promote_moves_the_champi
         metrics=metrics,
         classification=cm,
         blessing=blessing,
+        report=report,
     )
     assert result.blessed is True and "no champion" in result.reason
+    page = open(report.path).read()
+    assert page.startswith("<!DOCTYPE html>") and "BLESSED" in page and 'data-chart="confusion-candidate"' in page
     assert 0.5 <= metrics.metadata["macro_f1"] <= 1.0
     assert len(cm.metadata["confusionMatrix"]["rows"]) == len(
         cm.metadata["confusionMatrix"]["annotationSpecs"]
@@ -165,6 +169,7 @@ def test_evaluate_logs_metrics_and_confusion_matrix_and_promote_moves_the_champi
     assert promoted.promoted_version == "v1" and promoted.champion == "v1"
     written = json.loads((tmp / "reports" / "run-1" / "summary.json").read_text())
     assert written["decision"]["blessed"] is True and written["promoted_version"] == "v1"
+    assert (tmp / "reports" / "run-1" / "report.html").read_text() == page  # the same report, next to it
 
 
 def test_no_thresholds_means_not_blessed_and_promotion_is_a_recorded_no_op(tuned):
@@ -183,6 +188,7 @@ def test_no_thresholds_means_not_blessed_and_promotion_is_a_recorded_no_op(tuned
         metrics=_art(Metrics, tmp, "m"),
         classification=_art(ClassificationMetrics, tmp, "cm"),
         blessing=blessing,
+        report=_art(HTML, tmp, "report"),
     )
     assert result.blessed is False and "no thresholds" in result.reason
     promoted = promote_model.python_func(

@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 # kfp itself imports the bare ``google.cloud`` namespace package; the client libraries are what count.
 HEAVY = (
-    "numpy", "sklearn", "duckdb", "torch", "openai", "anthropic", "transformers", "peft", "pyspiel", "boto3",
+    "numpy", "sklearn", "duckdb", "torch", "openai", "anthropic", "transformers", "peft", "pyspiel", "boto3", "matplotlib",
     "google.cloud.bigquery", "google.cloud.storage", "google.cloud.aiplatform", "google.genai",
 )
 

@@ -109,6 +109,12 @@ def test_openai_branch_tunes_on_the_stand_in_and_promotes(openai_fake, dataset, 
     assert registry.champion().model_ref == job.body["fine_tuned_model"]
     assert registry.champion().model_ref.startswith(f"ft:{base_model}:")
     assert openai_fake.answered == len(dataset.splits["eval"])  # the candidate answered every eval row
+    # the evaluation's report says what the run spent: the accepted estimate and the requests sent
+    spend = task_output(run_dir, "evaluate-model", "blessing")["spend"]
+    assert 0 < spend["preflight"]["estimated_cost_usd"] <= 5.0
+    assert spend["predict"]["candidate"]["requests"] == openai_fake.answered
+    report = (tmp_path / "reports" / summary["run"] / "report.html").read_text()
+    assert f"${spend['preflight']['estimated_cost_usd']:,.4f}" in report and "Evaluation requests" in report
 
     # The same data and training config with a raised budget: the job already paid for is adopted
     # (budget and poll settings are not part of the job key), and it is judged against v1.

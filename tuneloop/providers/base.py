@@ -298,6 +298,7 @@ def run_job(
             f"tokens, estimated cost {report.estimated_cost_usd}"
         )
         handle = provider.submit(request, key)
+        handle.detail["preflight"] = asdict(report)  # the estimate this run accepted, for its report
         log(f"[{provider.name}] submitted job {handle.job_id} (key {key})")
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(handle.to_dict(), indent=2, sort_keys=True))

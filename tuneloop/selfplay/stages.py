@@ -472,8 +472,12 @@ def promote_and_report(
     run_name: str,
     reports_uri: str,
     summary_path: str,
+    report_path: str = "",
 ) -> dict[str, Any]:
     """Decide (:func:`decide_promotion`), :func:`promote` when blessed, and always write the summary.
+
+    The gauntlet report (HTML) goes to ``report_path`` and next to the summary under ``reports_uri``
+    (written after the summary, so a report that fails to render loses no record).
 
     Empty ``thresholds`` are no thresholds: not blessed (fail closed).
 
@@ -510,9 +514,25 @@ def promote_and_report(
     champ = FileRegistry(registry_root, model_name).champion()
     summary["champion_after"] = champ.version if champ else None
     summary["summary_uri"] = write_summary(summary, summary_path, reports_uri, run_name)
+    summary["report_uri"] = write_gauntlet_report(results, summary, registry_root, model_name, report_path,
+                                                  reports_uri, run_name)
     if conflict is not None:
         raise conflict
     return summary
+
+
+def write_gauntlet_report(results: Mapping[str, Any], summary: Mapping[str, Any], registry_root: str,
+                          model_name: str, report_path: str, reports_uri: str, run_name: str) -> str | None:
+    """Render the gauntlet report to ``report_path`` (if set) and ``<reports_uri>/<run>/report.html``."""
+    from tuneloop.registry import FileRegistry
+    from tuneloop.reports import publish, render_gauntlet
+
+    summary = {**summary, "model_name": model_name}
+    html = render_gauntlet(results, summary, FileRegistry(registry_root, model_name).versions())
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(html, encoding="utf-8")
+    return publish(html, reports_uri, run_name)
 
 
 # -- export history: the games of earlier runs feed this run's training set ------------------------
