@@ -18,7 +18,12 @@ DEFAULT_MIN_VALUES = {"macro_f1": 0.6}
 DEFAULT_MAX_DROP = {"macro_f1": 0.05}
 def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
            eval_options):
-    """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate."""
+    """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate.
+
+    Neither is ever cached: both read the registry's current champion (a cached blessing would judge
+    against a stale one, a cached promote would move nothing). The tune task before them may be: its
+    result follows from its inputs (a content-addressed dataset, the base model, the hyperparameters).
+    """
     evaluate = evaluate_model(
         provider=provider,
         model=tune.outputs["model"],
@@ -29,7 +34,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         max_drop=max_drop,
         task_env=task_env,
         eval_options=eval_options,
-    )
+    ).set_caching_options(False)
     promote_model(
         blessing=evaluate.outputs["blessing"],
         model=tune.outputs["model"],
@@ -37,7 +42,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         model_name=model_name,
         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         reports_uri=reports_uri,
-    )
+    ).set_caching_options(False)
     return evaluate
 
 
@@ -199,7 +204,7 @@ def tune_and_promote(
         hyperparameters=hyperparameters,
         task_env=task_env,
         eval_options=eval_options,
-    )
+    ).set_caching_options(False)  # reads the registry
     branch = {
         "dataset_uri": dataset_uri,
         "base_model": base_model,
@@ -214,7 +219,7 @@ def tune_and_promote(
     }
     for name in CPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
-            tune_evaluate_promote(provider=name, budget_usd=budget_usd, **branch)
+            tune_evaluate_promote(provider=name, budget_usd=budget_usd, **branch).set_caching_options(False)
     for name in GPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
             gpu_tune_evaluate_promote(
@@ -224,4 +229,4 @@ def tune_and_promote(
                 cpu_limit=cpu_limit,
                 memory_limit=memory_limit,
                 **branch,
-            )
+            ).set_caching_options(False)

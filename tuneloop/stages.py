@@ -100,12 +100,18 @@ def extract(
     examples_path: str,
     quarantine_path: str,
     max_rows: int = 0,
+    settle_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """Read rows newer than the published watermark; write valid examples (Parquet) and the quarantine."""
+    """Read rows newer than the published watermark; write valid examples (Parquet) and the quarantine.
+
+    Rows that landed in the last ``settle_seconds`` are left for the next run (streaming inserts).
+    """
     from tuneloop.warehouse import extract_new
 
     state = datasets.RootState.read(dataset_root)
-    result = extract_new(warehouse_uri, table, state.watermark, max_rows=max_rows or None)
+    result = extract_new(
+        warehouse_uri, table, state.watermark, max_rows=max_rows or None, settle_seconds=settle_seconds
+    )
     ex.write_parquet(examples_path, result.examples)
     ex.write_jsonl(quarantine_path, result.quarantined)
     return {

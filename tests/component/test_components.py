@@ -73,6 +73,7 @@ def tuned(tmp_path):
         table="interactions",
         dataset_root=str(tmp_path / "ds"),
         max_rows=0,
+        settle_seconds=0,
         examples=examples,
         quarantine=quarantine,
     )
