@@ -254,6 +254,7 @@ def compile_cmd(
     cpu: Annotated[str, typer.Option(help="vCPUs of the GPU tasks as a constant, e.g. 8 (default: cpu_limit).")] = "",
     memory: Annotated[str, typer.Option(help="Memory of the GPU tasks as a constant, e.g. 32G "
                                              "(default: memory_limit).")] = "",
+    pipeline: Annotated[list[str], typer.Option(help="Compile only this pipeline (repeatable); default: all.")] = [],  # noqa: B006
 ) -> None:
     """Compile every pipeline to deterministic YAML (what you submit to Vertex AI Pipelines).
 
@@ -262,11 +263,16 @@ def compile_cmd(
     their pipeline parameters leave the template.
     """
     from tuneloop.images import placeholder_message
-    from tuneloop.pipelines.local_runner import compile_all
+    from tuneloop.pipelines.local_runner import compile_all, get_pipeline
 
     images = _images(image_repository, image_digest, image_lock)
     constants = _gpu_constants(gpu, cpu, memory)
-    for path in compile_all(out, images=images, gpu=constants or None):
+    for name in pipeline:
+        try:
+            get_pipeline(name)
+        except ValueError as exc:
+            _fail(f"--pipeline: {exc}", 2)
+    for path in compile_all(out, images=images, gpu=constants or None, names=pipeline or None):
         typer.echo(f"wrote {path}")
     typer.echo(f"images: {', '.join(images.refs().values())} ({images.source})")
     if constants:

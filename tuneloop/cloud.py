@@ -317,6 +317,11 @@ def init_vertex(project: str, region: str) -> Any:
             credentials=AnonymousCredentials(),
         )
     else:
+        # init() only sets what it is given: forget an endpoint and credentials set by an earlier call
+        config = aiplatform.initializer.global_config
+        for attr in ("_api_endpoint", "_credentials", "_api_transport"):
+            if hasattr(config, attr):
+                setattr(config, attr, None)
         aiplatform.init(project=project, location=region)
     return aiplatform
 

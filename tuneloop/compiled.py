@@ -77,7 +77,8 @@ def load(text: str, where: str = "template") -> Template:
     while n < len(lines) and lines[n].startswith("#"):
         n += 1
     try:
-        docs = [d for d in yaml.safe_load_all("".join(lines[n:])) if d is not None]
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        docs = [d for d in yaml.load_all("".join(lines[n:]), Loader=loader) if d is not None]
     except yaml.YAMLError as exc:
         raise TemplateError(f"{where} is not YAML: {exc}") from exc
     if not docs or not isinstance(docs[0], dict) or "root" not in docs[0] or "deploymentSpec" not in docs[0]:

@@ -68,7 +68,8 @@ class ImageError(ValueError):
 def _close_kind(kind: str) -> str:
     import difflib
 
-    hit = difflib.get_close_matches(str(kind).lower(), list(IMAGES), n=1, cutoff=0.5)
+    k = str(kind).lower().strip()
+    hit = [n for n in IMAGES if k and (k in n or n in k)] or difflib.get_close_matches(k, list(IMAGES), n=1, cutoff=0.5)
     return f" (did you mean {hit[0]!r}?)" if hit else ""
 
 

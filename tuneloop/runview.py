@@ -85,7 +85,7 @@ def task_error(lines: Sequence[str]) -> str:
     first = _EXC_LINE.match(message[0])
     if first:
         kind = first.group("type").rsplit(".", 1)[-1]
-        message[0] = f"{kind}: {first.group('msg')}".rstrip(": ") if first.group("msg") else kind
+        message[0] = f"{kind}: {first.group('msg')}" if first.group("msg") else kind
         fix = FIXES.get(kind)
         if fix and fix not in "\n".join(message):
             message.append(f"fix: {fix}")
