@@ -77,3 +77,11 @@ def test_memory_and_cpu_numbers_equal_what_kfp_writes(memory):
     assert memory_to_gb(memory) == pytest.approx(compiler_utils._memory_to_float(memory))
     for cpu in ("8", "0.5", "250m"):
         assert cpu_to_float(cpu) == compiler_utils._cpu_to_float(cpu)
+
+
+def test_the_pipelines_defaults_pass_the_check():
+    from tuneloop.pipelines.gpu import DEFAULT_ACCELERATOR, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT
+
+    s = check_gpu_settings(DEFAULT_ACCELERATOR, 1, DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT)
+    assert s.to_dict() == {"accelerator_type": "NVIDIA_L4", "accelerator_count": 1, "cpu_limit": "8",
+                           "memory_limit": "32G"}
