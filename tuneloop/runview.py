@@ -97,7 +97,7 @@ class RunView:
 
     Args:
         write: Writes one line of output (the CLI's echo).
-        verbose: Also write every task log line as it comes.
+        verbose: The task logs reach the terminal as they come (the runner echoes them): no bars.
         tty: Redraw progress bars in place (a terminal) instead of printing a line at each quarter.
     """
 
@@ -121,8 +121,7 @@ class RunView:
         record = self.tasks.get(name) if name else None
         if record is not None:
             record.lines.append(line)
-        if self.verbose:
-            self._write(line.rstrip("\n"))
+        if self.verbose:  # the runner copies every log line to the terminal itself
             return
         event = progress.parse(line)
         if event is not None:
