@@ -82,25 +82,40 @@ $(BQ_STAMP):
 	dst.mkdir(parents=True, exist_ok=True); shutil.copy(src, dst / src.name); print('spatial ->', dst)"
 	touch $(BQ_STAMP)
 
-# Images: tags follow the package version (tuneloop/version.py), read by components/images.py.
-IMAGE_CMD = $(PY) -c "from tuneloop.components import images; print(images.$(1))"
+# Images (docs/google-cloud.md#4-images): IMAGE_REPOSITORY names the repository (default
+# $TUNELOOP_IMAGE_REPOSITORY); the tag is tuneloop/version.py's version. After the push, the digests go to
+# IMAGE_LOCK, which `tuneloop compile|submit|schedule create --image-lock` pins templates to.
+IMAGE_REPOSITORY ?= $(TUNELOOP_IMAGE_REPOSITORY)
+IMAGE_LOCK ?= build/images.lock.json
+IMAGE_KINDS := base trainer-gpu selfplay-cpu
+IMAGE_REF = $(PY) -m tuneloop.images ref $(1) --image-repository "$(IMAGE_REPOSITORY)"
+NEED_REPOSITORY = @test -n "$(IMAGE_REPOSITORY)" || { echo "set IMAGE_REPOSITORY=REGION-docker.pkg.dev/PROJECT/REPO (or TUNELOOP_IMAGE_REPOSITORY)"; exit 2; }
 
 images: setup lint-dockerfiles
+	$(NEED_REPOSITORY)
 	@command -v docker >/dev/null 2>&1 || { echo "make images needs a Docker engine (docker build/push); none found"; exit 1; }
-	docker build -f containers/base/Dockerfile -t "$$($(call IMAGE_CMD,BASE_IMAGE))" .
-	docker build -f containers/trainer-gpu/Dockerfile -t "$$($(call IMAGE_CMD,GPU_IMAGE))" .
-	docker build -f containers/selfplay-cpu/Dockerfile -t "$$($(call IMAGE_CMD,SELFPLAY_IMAGE))" .
-	docker push "$$($(call IMAGE_CMD,BASE_IMAGE))"
-	docker push "$$($(call IMAGE_CMD,GPU_IMAGE))"
-	docker push "$$($(call IMAGE_CMD,SELFPLAY_IMAGE))"
+	set -e; for kind in $(IMAGE_KINDS); do \
+	  ref=$$($(call IMAGE_REF,$$kind)); \
+	  docker build -f containers/$$kind/Dockerfile -t "$$ref" . && docker push "$$ref"; \
+	done
+	$(PY) -m tuneloop.images lock --image-repository "$(IMAGE_REPOSITORY)" --out $(IMAGE_LOCK) \
+	  $$(for kind in $(IMAGE_KINDS); do \
+	    ref=$$($(call IMAGE_REF,$$kind)); \
+	    echo "$$kind=$$(docker inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$$ref" | grep -m1 "^$(IMAGE_REPOSITORY)/tuneloop-$$kind@")"; \
+	  done)
 
 lint-dockerfiles: setup
 	$(VENV)/bin/hadolint --config containers/hadolint.yaml containers/*/Dockerfile
 
 # The Cloud Function's source folder (main.py + requirements.txt + the package wheel) for
 # `gcloud functions deploy ... --source build/function` (docs/google-cloud.md).
+# The templates the function submits are compiled with the same images (build/templates/, pinned by
+# IMAGE_LOCK when `make images` wrote one): upload build/templates/tune-and-promote.yaml.
 function-source: setup
-	rm -rf build/function && mkdir -p build/function
+	@test -n "$(IMAGE_REPOSITORY)$(wildcard $(IMAGE_LOCK))" || { echo "set IMAGE_REPOSITORY=REGION-docker.pkg.dev/PROJECT/REPO (or run make images first): the template the function submits names these images"; exit 2; }
+	rm -rf build/function build/templates && mkdir -p build/function
 	$(PY) -m pip wheel -q --no-deps --disable-pip-version-check -w build/function .
 	printf 'from tuneloop.triggers.gcs_upload import on_dataset_finalized  # noqa: F401\n' > build/function/main.py
 	cd build/function && printf '%s[gcp]\n' ./tuneloop-*.whl > requirements.txt && cat requirements.txt
+	$(VENV)/bin/tuneloop compile --out build/templates --image-repository "$(IMAGE_REPOSITORY)" \
+	  $(if $(wildcard $(IMAGE_LOCK)),--image-lock $(IMAGE_LOCK))

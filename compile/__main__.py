@@ -1,7 +1,8 @@
 """Compile every pipeline to ``compile/<name>.yaml``: ``python -m compile [--out DIR] [--check]``.
 
-The output is deterministic (no timestamps, no environment reads), so the YAML in the repository is
-exactly what ``make compile`` writes, and the golden tests can compare against it.
+The output is deterministic (no timestamps, no environment reads: ``TUNELOOP_IMAGE_REPOSITORY`` is
+ignored here), so the YAML in the repository is exactly what ``make compile`` writes, and the golden
+tests can compare against it. ``tuneloop compile`` is the user's command: it reads the image setting.
 """
 
 from __future__ import annotations
@@ -15,26 +16,28 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def compile_all(out_dir: Path) -> list[Path]:
-    from kfp import compiler
-    from tuneloop.pipelines import PIPELINES
+def compile_all(out_dir: Path, images=None) -> list[Path]:
+    from tuneloop.pipelines.local_runner import compile_all as compile_pipelines
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, pipeline in sorted(PIPELINES.items()):
-        path = out_dir / f"{name}.yaml"
-        compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(path))
-        written.append(path)
-    return written
+    return compile_pipelines(out_dir, images=images)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=HERE, help="output directory (default: compile/)")
     parser.add_argument("--check", action="store_true", help="fail if the committed YAML is stale")
+    parser.add_argument(
+        "--image-repository", default="",
+        help="retarget the images (the environment is not read here: `tuneloop compile` reads it)",
+    )
     args = parser.parse_args(argv)
+    images = None
+    if args.image_repository:
+        from tuneloop.images import resolve
+
+        images = resolve(args.image_repository)
     if not args.check:
-        for path in compile_all(args.out):
+        for path in compile_all(args.out, images):
             print(f"wrote {path}")
         return 0
     stale = 0

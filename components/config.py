@@ -17,6 +17,10 @@ def check_config(
     budget_usd: float,
     task_env: dict,
     eval_options: dict,
+    accelerator_type: str,
+    accelerator_count: int,
+    cpu_limit: str,
+    memory_limit: str,
 ) -> NamedTuple("ConfigOutputs", provider=str, image=str, hyperparameters=dict):
     """Fail fast on an invalid run configuration; pass on the canonical provider and its parsed config.
 
@@ -34,6 +38,10 @@ def check_config(
         task_env: Environment of the tuning/evaluation tasks: ``<NAME>_SECRET`` Secret Manager version
             names and plain settings such as ``AWS_REGION`` (never a credential itself).
         eval_options: How evaluation asks a hosted model (concurrency, max_requests, ...), parsed here.
+        accelerator_type: The GPU branch's accelerator, checked against Vertex's names (GPU providers).
+        accelerator_count: The GPU branch's accelerator count.
+        cpu_limit: The GPU branch's vCPUs (a Kubernetes CPU quantity).
+        memory_limit: The GPU branch's memory (e.g. 32G).
 
     Returns:
         The canonical provider name, the image its tasks run on (``cpu`` or ``gpu``: the branch taken),
@@ -52,5 +60,7 @@ def check_config(
         task_env=task_env,
         eval_options=eval_options,
         budget_usd=budget_usd,
+        gpu={"accelerator_type": accelerator_type, "accelerator_count": accelerator_count,
+             "cpu_limit": cpu_limit, "memory_limit": memory_limit},
     )
     return namedtuple("ConfigOutputs", "provider image hyperparameters")(r["provider"], r["image"], r["hyperparameters"])

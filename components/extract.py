@@ -13,6 +13,7 @@ def extract_examples(
     table: str,
     dataset_root: str,
     max_rows: int,
+    settle_seconds: int,
     examples: Output[Dataset],
     quarantine: Output[Dataset],
 ) -> NamedTuple("ExtractOutputs", new_examples=int, quarantined=int, watermark=str):
@@ -23,6 +24,7 @@ def extract_examples(
         table: Table of interaction rows (validated identifier).
         dataset_root: Where published datasets and the watermark live.
         max_rows: Upper bound on rows read in one run (0 = no bound).
+        settle_seconds: Rows that landed in the last N seconds wait for the next run (0 = read up to now).
         examples: Valid new canonical examples (Parquet).
         quarantine: Rejected rows, each with the reason (JSONL).
 
@@ -40,6 +42,7 @@ def extract_examples(
         examples_path=examples.path,
         quarantine_path=quarantine.path,
         max_rows=max_rows,
+        settle_seconds=settle_seconds,
     )
     examples.metadata.update(rows=r["new_examples"], watermark_from=r["watermark_from"])
     quarantine.metadata["rows"] = r["quarantined"]

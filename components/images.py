@@ -1,18 +1,17 @@
-"""Container images the components run on; tags follow the package version (one place).
+"""The images compiled into every component's ``base_image``: the defaults of :mod:`tuneloop.images`.
 
-Change ``IMAGE_REPOSITORY`` to your Artifact Registry repository; ``make images`` builds and pushes
-``containers/base``, ``containers/trainer-gpu`` and ``containers/selfplay-cpu`` under these names.
+These are deliberately fixed (no environment read at import), so the committed YAML is the same for
+everyone. The images a template really runs are chosen when it is compiled or submitted:
+``tuneloop compile|submit|schedule create --image-repository REPO`` (or ``TUNELOOP_IMAGE_REPOSITORY``),
+``--image-digest KIND=sha256:...`` or ``--image-lock FILE`` rewrite every one of these references in
+the compiled spec (:func:`tuneloop.compiled.rewrite`). The tag is ``tuneloop/version.py``'s version.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from tuneloop.images import DEFAULT, DEFAULT_REPOSITORY
 
-IMAGE_REPOSITORY = "us-docker.pkg.dev/tuneloop/images"
+IMAGE_REPOSITORY = DEFAULT_REPOSITORY
+VERSION = DEFAULT.version
 
-try:
-    VERSION = version("tuneloop")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    VERSION = "dev"
-
-BASE_IMAGE = f"{IMAGE_REPOSITORY}/tuneloop-base:{VERSION}"
-GPU_IMAGE = f"{IMAGE_REPOSITORY}/tuneloop-trainer-gpu:{VERSION}"
-SELFPLAY_IMAGE = f"{IMAGE_REPOSITORY}/tuneloop-selfplay-cpu:{VERSION}"
+BASE_IMAGE = DEFAULT.ref("base")
+GPU_IMAGE = DEFAULT.ref("trainer-gpu")
+SELFPLAY_IMAGE = DEFAULT.ref("selfplay-cpu")

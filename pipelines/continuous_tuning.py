@@ -1,6 +1,7 @@
 """continuous-tuning: export-dataset then tune-and-promote, as one scheduled run."""
 
 from kfp import dsl
+from tuneloop.components.claim import claim_tuning
 from tuneloop.components.config import check_config
 from tuneloop.components.promote import record_skip
 from tuneloop.pipelines.export_dataset import export_dataset
@@ -25,6 +26,7 @@ def continuous_tuning(
     min_new_examples: int = 100,
     min_examples: int = 10,
     max_rows: int = 0,
+    settle_seconds: int = 0,
     system_prompt: str = "",
     reports_uri: str = "",
     task_env: dict = {},
@@ -36,7 +38,9 @@ def continuous_tuning(
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
-    Ends as a recorded skip (not a failure) when fewer than ``min_new_examples`` rows are new.
+    Ends as a recorded skip (not a failure) when fewer than ``min_new_examples`` rows are new, or when
+    the upload trigger already tunes the dataset this run published (one tuning run per dataset: both
+    claim it under the same job id, derived from the dataset hash).
 
     Args:
         warehouse_uri: ``duckdb:///path.duckdb`` (embedded) or ``bigquery://project/dataset``.
@@ -54,6 +58,8 @@ def continuous_tuning(
         min_new_examples: Skip threshold on new examples.
         min_examples: Fewer surviving training rows than this fails the run.
         max_rows: Upper bound on rows read per run (0 = none).
+        settle_seconds: Leave rows that landed in the last N seconds for the next run (BigQuery
+            streaming inserts become visible with a delay: 60 where producers insert continuously).
         system_prompt: Optional system turn added when rendering.
         reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
         task_env: Environment of the tune and evaluate tasks: ``<NAME>_SECRET`` Secret Manager version
@@ -74,7 +80,11 @@ def continuous_tuning(
         budget_usd=budget_usd,
         task_env=task_env,
         eval_options=eval_options,
-    )
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
+    ).set_caching_options(False)  # reads the registry
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
         dataset_root=dataset_root,
@@ -84,28 +94,48 @@ def continuous_tuning(
         min_new_examples=min_new_examples,
         min_examples=min_examples,
         max_rows=max_rows,
+        settle_seconds=settle_seconds,
         system_prompt=system_prompt,
         base_model=base_model,
-    ).after(checked)
+    ).after(checked).set_caching_options(False)
     with dsl.If(dataset.outputs["status"] == "ready", name="enough-new-data"):
-        tune_branches(
-            provider=checked.outputs["provider"],
-            image=checked.outputs["image"],
-            hyperparameters=checked.outputs["hyperparameters"],
+        claimed = claim_tuning(
+            dataset_root=dataset_root,
             dataset_uri=dataset.outputs["dataset_uri"],
-            base_model=base_model,
-            registry_uri=registry_uri,
+            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            provider=checked.outputs["provider"],
             model_name=model_name,
-            min_values=min_values,
-            max_drop=max_drop,
-            reports_uri=reports_uri,
-            task_env=task_env,
-            eval_options=eval_options,
-            accelerator_type=accelerator_type,
-            accelerator_count=accelerator_count,
-            cpu_limit=cpu_limit,
-            memory_limit=memory_limit,
-        )
+            registry_uri=registry_uri,
+            base_model=base_model,
+        ).set_caching_options(False)  # writes the claim
+        with dsl.If(claimed.outputs["status"] == "claimed", name="dataset-claimed"):
+            tune_branches(
+                provider=checked.outputs["provider"],
+                image=checked.outputs["image"],
+                hyperparameters=checked.outputs["hyperparameters"],
+                dataset_uri=dataset.outputs["dataset_uri"],
+                base_model=base_model,
+                registry_uri=registry_uri,
+                model_name=model_name,
+                min_values=min_values,
+                max_drop=max_drop,
+                reports_uri=reports_uri,
+                task_env=task_env,
+                eval_options=eval_options,
+                accelerator_type=accelerator_type,
+                accelerator_count=accelerator_count,
+                cpu_limit=cpu_limit,
+                memory_limit=memory_limit,
+            ).set_caching_options(False)
+        with dsl.Else(name="tuned-elsewhere"):
+            record_skip(
+                reason=claimed.outputs["reason"],
+                provider=checked.outputs["provider"],
+                registry_uri=registry_uri,
+                model_name=model_name,
+                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                reports_uri=reports_uri,
+            ).set_caching_options(False)
     with dsl.Else(name="too-little-new-data"):
         record_skip(
             reason=dataset.outputs["reason"],
@@ -114,4 +144,4 @@ def continuous_tuning(
             model_name=model_name,
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             reports_uri=reports_uri,
-        )
+        ).set_caching_options(False)

@@ -18,6 +18,7 @@ def export_dataset(
     min_new_examples: int = 100,
     min_examples: int = 10,
     max_rows: int = 0,
+    settle_seconds: int = 0,
     system_prompt: str = "",
     base_model: str = "",
 ) -> NamedTuple("ExportOutputs", status=str, dataset_uri=str, reason=str):
@@ -32,15 +33,23 @@ def export_dataset(
         min_new_examples: Fewer new examples than this ends the run as a recorded skip.
         min_examples: Fewer surviving training rows than this fails the run.
         max_rows: Upper bound on rows read per run (0 = none).
+        settle_seconds: Leave rows that landed in the last N seconds for the next run (BigQuery
+            streaming inserts become visible with a delay: 60 where producers insert continuously).
         system_prompt: Optional system turn added when rendering.
         base_model: Model whose token limits and prices apply to rendering.
 
     Returns:
         ``status`` ("ready" or "skipped"), ``dataset_uri`` and the reason.
     """
+    # Neither step is ever answered from cache: the extract reads whatever landed in the warehouse since
+    # the watermark, and prepare reads the dataset root's state and publishes (docs/google-cloud.md#caching).
     extract = extract_examples(
-        warehouse_uri=warehouse_uri, table=table, dataset_root=dataset_root, max_rows=max_rows
-    )
+        warehouse_uri=warehouse_uri,
+        table=table,
+        dataset_root=dataset_root,
+        max_rows=max_rows,
+        settle_seconds=settle_seconds,
+    ).set_caching_options(False)
     dataset = prepare_dataset(
         examples=extract.outputs["examples"],
         quarantine=extract.outputs["quarantine"],
@@ -52,6 +61,6 @@ def export_dataset(
         min_examples=min_examples,
         system_prompt=system_prompt,
         base_model=base_model,
-    )
+    ).set_caching_options(False)
     outputs = namedtuple("ExportOutputs", "status dataset_uri reason")
     return outputs(dataset.outputs["status"], dataset.outputs["dataset_uri"], dataset.outputs["reason"])

@@ -99,6 +99,8 @@ def train_judge_promote(
         heuristic_simulations=heuristic_simulations,
         seed=seed,
     ).set_container_image(PLAY_IMAGE)
+    # promotion reads and moves the registry's champion: never cached (train and gauntlet follow from
+    # their inputs and may be)
     promote_selfplay(
         results=gauntlet.outputs["results"],
         model=train.outputs["model"],
@@ -108,7 +110,7 @@ def train_judge_promote(
         model_name=model_name,
         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         reports_uri=reports_uri,
-    )
+    ).set_caching_options(False)
 
 
 @dsl.pipeline(name="selfplay-training")
@@ -191,7 +193,7 @@ def selfplay_training(
         min_vs_random=min_vs_random,
         min_vs_heuristic=min_vs_heuristic,
         min_vs_best=min_vs_best,
-    )
+    ).set_caching_options(False)  # reads the registry's champion
     plan = plan_selfplay_shards(
         board_config=board_config,
         total_games=total_games,
@@ -210,7 +212,7 @@ def selfplay_training(
         data_root=data_root,
         history_runs=history_runs,
         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    )
+    ).set_caching_options(False)  # reads earlier runs' exports under data_root and keeps this run's
     gate = gate_training_set(training_set=combined.outputs["training_set"], min_games=min_games)
     with dsl.If(gate.outputs["status"] == "ready", name="enough-games"):
         train_judge_promote(
@@ -236,7 +238,7 @@ def selfplay_training(
             accelerator_count=accelerator_count,
             cpu_limit=cpu_limit,
             memory_limit=memory_limit,
-        )
+        ).set_caching_options(False)
     with dsl.Else(name="too-few-games"):
         record_skip(
             reason=gate.outputs["reason"],
@@ -245,4 +247,4 @@ def selfplay_training(
             model_name=model_name,
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             reports_uri=reports_uri,
-        )
+        ).set_caching_options(False)

@@ -22,7 +22,12 @@ DEFAULT_MAX_DROP = {"macro_f1": 0.05}
 
 def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
            eval_options):
-    """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate."""
+    """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate.
+
+    Neither is ever cached: both read the registry's current champion (a cached blessing would judge
+    against a stale one, a cached promote would move nothing). The tune task before them may be: its
+    result follows from its inputs (a content-addressed dataset, the base model, the hyperparameters).
+    """
     evaluate = evaluate_model(
         provider=provider,
         model=tune.outputs["model"],
@@ -33,7 +38,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         max_drop=max_drop,
         task_env=task_env,
         eval_options=eval_options,
-    )
+    ).set_caching_options(False)
     promote_model(
         blessing=evaluate.outputs["blessing"],
         model=tune.outputs["model"],
@@ -41,7 +46,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         model_name=model_name,
         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         reports_uri=reports_uri,
-    )
+    ).set_caching_options(False)
     return evaluate
 
 
@@ -198,8 +203,9 @@ def tune_branches(
         "task_env": task_env,
         "eval_options": eval_options,
     }
+    # Not cached as a whole: evaluate and promote inside read the registry (see _judge).
     with dsl.If(image == CPU, name="cpu-branch"):
-        tune_evaluate_promote(**branch)
+        tune_evaluate_promote(**branch).set_caching_options(False)
     with dsl.If(image == GPU, name="gpu-branch"):
         gpu_tune_evaluate_promote(
             accelerator_type=accelerator_type,
@@ -207,7 +213,7 @@ def tune_branches(
             cpu_limit=cpu_limit,
             memory_limit=memory_limit,
             **branch,
-        )
+        ).set_caching_options(False)
 
 
 @dsl.pipeline(name="tune-and-promote")
@@ -266,7 +272,11 @@ def tune_and_promote(
         budget_usd=budget_usd,
         task_env=task_env,
         eval_options=eval_options,
-    )
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
+    ).set_caching_options(False)  # reads the registry
     tune_branches(
         provider=checked.outputs["provider"],
         image=checked.outputs["image"],
@@ -284,4 +294,4 @@ def tune_and_promote(
         accelerator_count=accelerator_count,
         cpu_limit=cpu_limit,
         memory_limit=memory_limit,
-    )
+    ).set_caching_options(False)

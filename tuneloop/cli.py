@@ -6,7 +6,10 @@ commands work without it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -29,8 +32,8 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _parse_params(items: list[str]) -> dict:
-    params = {}
+def _raw_params(items: list[str]) -> dict[str, str]:
+    raw: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -38,11 +41,30 @@ def _parse_params(items: list[str]) -> dict:
                 f"--param {item!r}: write KEY=VALUE (VALUE may be JSON, e.g. thresholds='{{\"min_values\":{{}}}}')",
                 2,
             )
+        if key in raw:
+            _fail(f"--param {key}: given twice ({raw[key]!r} and {value!r}); keep one", 2)
+        raw[key] = value
+    return raw
+
+
+def _parse_params(items: list[str]) -> dict:
+    params = {}
+    for key, value in _raw_params(items).items():
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+def _checked_params(items: list[str], parameters, pipeline: str) -> dict:
+    """``-p`` values checked against the pipeline's parameters: unknown, missing and mistyped ones refused."""
+    from tuneloop.compiled import TemplateError, check_parameters
+
+    try:
+        return check_parameters(_parse_params(items), parameters, pipeline=pipeline, raw=_raw_params(items))
+    except TemplateError as exc:
+        _fail(str(exc), 2)
 
 
 @app.command()
@@ -93,6 +115,36 @@ def validate(
         raise typer.Exit(1)
 
 
+class _StatusLine:
+    """Redraws one terminal line in place (the progress bar of the running task)."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.width = stream, 0
+
+    def __call__(self, text: str | None) -> None:
+        if text is None:
+            if self.width:
+                self.stream.write("\n")
+            self.width = 0
+        else:
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
+        self.stream.flush()
+
+
+def _run_summary(run_dir: Path) -> tuple[dict, str] | None:
+    """The run's summary (what promote or record-skip wrote) and where it is, or None."""
+    found = sorted((p for p in run_dir.rglob("summary") if p.is_file()), key=lambda p: p.stat().st_mtime)
+    for path in reversed(found):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, dict) and "decision" in summary:
+            return summary, str(summary.get("summary_uri") or path)
+    return None
+
+
 @app.command()
 def providers(
     name: Annotated[str, typer.Argument(help="A provider (or family) name: list its hyperparameters.")] = "",
@@ -113,25 +165,136 @@ def run(
     pipeline_root: Annotated[Path, typer.Option(help="Where local runs keep their artifacts.")] = Path(
         ".tuneloop/runs"
     ),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the KFP task logs as they come.")] = False,
 ) -> None:
-    """Run a pipeline on this machine with kfp.local (no cloud account needed)."""
-    from tuneloop.pipelines.local_runner import run_local
+    """Run a pipeline on this machine with kfp.local (no cloud account needed).
 
-    run_dir = run_local(pipeline, _parse_params(param), pipeline_root=pipeline_root)
-    typer.echo(f"run finished: {run_dir}")
+    Prints a line per task as it starts and ends, progress bars for long steps, then the run's
+    summary and where it is. A failed run ends with the failed task's own error (exit code 1);
+    `--verbose` shows every task's log. Parameters are checked first: unknown or missing ones are
+    refused before anything runs (exit code 2).
+    """
+    from tuneloop import storage
+    from tuneloop.pipelines.local_runner import LocalRunFailed, pipeline_parameters, run_local_pipeline
+    from tuneloop.runview import RunView, outputs_table, summary_table
+
+    try:
+        parameters = pipeline_parameters(pipeline)
+    except ValueError as exc:
+        _fail(f"PIPELINE: {exc}", 2)
+    params = _checked_params(param, parameters, pipeline)
+    terminal = sys.stdout  # the run redirects sys.stdout into its log; the view writes here
+    tty = terminal.isatty() and not verbose
+    view = RunView(lambda line: typer.echo(line, file=terminal), verbose=verbose, tty=tty,
+                   overwrite=_StatusLine(terminal) if tty else None)
+    typer.echo(f"running {pipeline} under kfp.local" + ("" if verbose else " (task logs: --verbose)"))
+    try:
+        result = run_local_pipeline(pipeline, params, pipeline_root=pipeline_root, listener=view, echo=verbose)
+    except LocalRunFailed as exc:
+        *head, last = view.failure_lines(str(exc.log_path)) if exc.task else [
+            f"full log: {exc.log_path}", f"the run failed before any task ran: {exc.error}"]
+        for line in head:
+            typer.echo(line, err=True)
+        typer.secho(last, fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    found = _run_summary(result.run_dir)
+    typer.echo("")
+    if found is not None:
+        summary, where = found
+        manifest = None
+        if summary.get("dataset_uri"):
+            with contextlib.suppress(Exception):
+                manifest, _ = storage.read_json(storage.join(summary["dataset_uri"], "manifest.json"))
+        typer.echo(summary_table(summary, manifest, title=f"{pipeline} ({summary.get('provider')})"))
+        typer.echo(f"run: {result.run_dir}")
+        typer.echo(f"summary: {where}")
+    else:
+        if result.outputs:
+            typer.echo(outputs_table(pipeline, result.outputs))
+        typer.echo(f"run: {result.run_dir}")
+        typer.echo(f"log: {result.log_path}")
+
+
+_ImageRepository = Annotated[
+    str,
+    typer.Option(
+        "--image-repository",
+        help="Image repository of the three tuneloop images, e.g. europe-west4-docker.pkg.dev/PROJECT/REPO "
+        "(default: $TUNELOOP_IMAGE_REPOSITORY). The tag is the package version.",
+    ),
+]
+_ImageDigest = Annotated[
+    list[str],
+    typer.Option("--image-digest", help="KIND=sha256:... pins one image (base, trainer-gpu, selfplay-cpu) by digest."),
+]
+_ImageLock = Annotated[
+    str,
+    typer.Option("--image-lock", help="Lock file of pushed digests (make images writes build/images.lock.json; "
+                 "default: $TUNELOOP_IMAGE_LOCK)."),
+]
+
+
+def _images(repository: str, digests: list[str], lock: str):
+    from tuneloop.images import ImageError, resolve
+
+    try:
+        return resolve(repository or None, digests=digests, lock=lock or None, environ=os.environ)
+    except ImageError as exc:
+        _fail(str(exc), 2)
+
+
+def _gpu_constants(gpu: str, cpu: str, memory: str) -> dict:
+    from tuneloop.gpu import GpuSettingsError, check_cpu_limit, check_memory_limit, parse_gpu_option
+
+    out: dict = {}
+    try:
+        if gpu:
+            out["accelerator_type"], out["accelerator_count"] = parse_gpu_option(gpu)
+        if cpu:
+            out["cpu_limit"] = check_cpu_limit(cpu, "--cpu")
+        if memory:
+            out["memory_limit"] = check_memory_limit(memory, "--memory")
+    except GpuSettingsError as exc:
+        _fail(str(exc), 2)
+    return out
 
 
 @app.command("compile")
 def compile_cmd(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("compile"),
+    image_repository: _ImageRepository = "",
+    image_digest: _ImageDigest = [],  # noqa: B006
+    image_lock: _ImageLock = "",
+    gpu: Annotated[str, typer.Option(help="TYPE[:COUNT], e.g. NVIDIA_L4:1: compile the GPU tasks' accelerator "
+                                          "as a constant (default: the accelerator_type/_count parameters).")] = "",
+    cpu: Annotated[str, typer.Option(help="vCPUs of the GPU tasks as a constant, e.g. 8 (default: cpu_limit).")] = "",
+    memory: Annotated[str, typer.Option(help="Memory of the GPU tasks as a constant, e.g. 32G "
+                                             "(default: memory_limit).")] = "",
+    pipeline: Annotated[list[str], typer.Option(help="Compile only this pipeline (repeatable); default: all.")] = [],  # noqa: B006
 ) -> None:
-    """Compile every pipeline to deterministic YAML (what you submit to Vertex AI Pipelines)."""
-    from tuneloop.pipelines import PIPELINES
-    from tuneloop.pipelines.local_runner import compile_pipeline
+    """Compile every pipeline to deterministic YAML (what you submit to Vertex AI Pipelines).
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name in sorted(PIPELINES):
-        typer.echo(f"wrote {compile_pipeline(name, out / f'{name}.yaml')}")
+    The images are those of --image-repository / $TUNELOOP_IMAGE_REPOSITORY, pinned by --image-digest or
+    --image-lock. With --gpu/--cpu/--memory, the GPU tasks' settings are compiled in as constants and
+    their pipeline parameters leave the template.
+    """
+    from tuneloop.images import placeholder_message
+    from tuneloop.pipelines.local_runner import compile_all, get_pipeline
+
+    images = _images(image_repository, image_digest, image_lock)
+    constants = _gpu_constants(gpu, cpu, memory)
+    for name in pipeline:
+        try:
+            get_pipeline(name)
+        except ValueError as exc:
+            _fail(f"--pipeline: {exc}", 2)
+    for path in compile_all(out, images=images, gpu=constants or None, names=pipeline or None):
+        typer.echo(f"wrote {path}")
+    typer.echo(f"images: {', '.join(images.refs().values())} ({images.source})")
+    if constants:
+        typer.echo(f"GPU task settings compiled as constants: {constants}")
+    if images.is_default:
+        typer.secho(f"note: {placeholder_message('this YAML')}", fg=typer.colors.YELLOW, err=True)
 
 
 @registry_app.command("show")
@@ -169,20 +332,76 @@ schedule_app = typer.Typer(
 app.add_typer(schedule_app, name="schedule")
 
 
-def _template(pipeline: str) -> str:
-    """A compiled pipeline: a YAML/JSON path or URL as given, or a pipeline name compiled now."""
-    if "://" in pipeline or pipeline.endswith((".yaml", ".yml", ".json")):
-        if "://" not in pipeline and not Path(pipeline).is_file():
-            _fail(f"PIPELINE {pipeline!r}: no such file; give a compiled YAML or a pipeline name", 2)
-        return pipeline
+def _template(pipeline: str, images) -> tuple[str, dict | None]:
+    """A compiled pipeline with the chosen images: ``(path or URL, its spec or None for a URL)``.
+
+    A pipeline name is compiled now; a local YAML is retargeted into a copy; a URL (gs://, Artifact
+    Registry) is submitted as it is (compile it with --image-repository before uploading it).
+    """
     import tempfile
 
-    from tuneloop.pipelines.local_runner import compile_pipeline
+    from tuneloop import compiled
+    from tuneloop.images import DEFAULT_REPOSITORY, image_kind, placeholder_message
+
+    tmp = Path(tempfile.mkdtemp(prefix="tuneloop-"))
+    if "://" in pipeline:
+        if not images.is_default or images.digests:
+            _fail(
+                f"PIPELINE {pipeline!r} is a remote template, which cannot be retargeted here: compile it with "
+                "`tuneloop compile --image-repository ...`, upload it, and submit that", 2,
+            )
+        return pipeline, None
+    if pipeline.endswith((".yaml", ".yml", ".json")):
+        if not Path(pipeline).is_file():
+            _fail(f"PIPELINE {pipeline!r}: no such file; give a compiled YAML or a pipeline name", 2)
+        try:
+            template = compiled.read(pipeline)
+        except compiled.TemplateError as exc:
+            _fail(f"PIPELINE: {exc}", 2)
+        if not images.is_default or images.digests:
+            compiled.retarget_images(template, images)
+            path = tmp / Path(pipeline).name
+            path.write_text(template.dump())
+            pipeline = str(path)
+    else:
+        from tuneloop.pipelines.local_runner import compile_pipeline
+
+        try:
+            path = compile_pipeline(pipeline, tmp / f"{pipeline}.yaml", images=images)
+        except ValueError as exc:
+            _fail(f"PIPELINE: {exc}; or give the path of a compiled YAML", 2)
+        template = compiled.read(path)
+        pipeline = str(path)
+    stale = [ref for ref in compiled.images(template.spec).values()
+             if image_kind(ref) and ref.startswith(DEFAULT_REPOSITORY + "/")]
+    if stale:
+        _fail(placeholder_message(f"PIPELINE {template.name or pipeline!r}"), 2)
+    return pipeline, template.spec
+
+
+def _template_params(items: list[str], spec: dict | None, pipeline: str) -> dict:
+    from tuneloop.compiled import interface
+
+    if spec is None:  # a remote template: Vertex checks the names
+        return _parse_params(items)
+    return _checked_params(items, interface(spec), spec.get("pipelineInfo", {}).get("name") or pipeline)
+
+
+@contextlib.contextmanager
+def _google_login(what: str):
+    """Missing or expired Google credentials as one line naming the command that logs in."""
+    from google.auth import exceptions as aexc
+
+    from tuneloop.cloud import LOGIN_HINT, CredentialsError
 
     try:
-        return str(compile_pipeline(pipeline, Path(tempfile.mkdtemp(prefix="tuneloop-")) / f"{pipeline}.yaml"))
-    except ValueError as exc:
-        _fail(f"PIPELINE: {exc}; or give the path of a compiled YAML", 2)
+        yield
+    except CredentialsError as exc:
+        _fail(f"{what}: {exc}")
+    except aexc.DefaultCredentialsError:
+        _fail(f"{what}: no Google credentials on this machine: run `{LOGIN_HINT}`")
+    except aexc.RefreshError as exc:
+        _fail(f"{what}: your Google credentials could not be refreshed ({exc}): run `{LOGIN_HINT}`")
 
 
 def _labels(items: list[str]) -> dict:
@@ -228,22 +447,31 @@ def submit(
     service_account: _ServiceAccount = "",
     job_id: Annotated[str, typer.Option(help="Run id; the same id twice starts one run.")] = "",
     label: _Labels = [],  # noqa: B006
-    cache: Annotated[
-        bool | None, typer.Option("--cache/--no-cache", help="Default: off for tuneloop pipelines.")
-    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every task, even those the template lets Vertex cache.")
+    ] = False,
+    image_repository: _ImageRepository = "",
+    image_digest: _ImageDigest = [],  # noqa: B006
+    image_lock: _ImageLock = "",
 ) -> None:
-    """Submit one run to Vertex AI Pipelines (credentials: gcloud auth application-default login)."""
+    """Submit one run to Vertex AI Pipelines (credentials: gcloud auth application-default login).
+
+    Caching follows the template: tasks that read the warehouse, the registry or the clock never
+    come from cache; --no-cache runs every task.
+    """
     from tuneloop.cloud import CloudError, submit_pipeline
 
     target = _target(project, region, pipeline_root, service_account, [])
-    template = _template(pipeline)
-    try:
-        result = submit_pipeline(
-            template, target, _parse_params(param), job_id=job_id or None,
-            enable_caching=cache, labels=_labels(label),
-        )
-    except (ValueError, CloudError) as exc:
-        _fail(str(exc))
+    template, spec = _template(pipeline, _images(image_repository, image_digest, image_lock))
+    params = _template_params(param, spec, pipeline)
+    with _google_login("submit"):
+        try:
+            result = submit_pipeline(
+                template, target, params, job_id=job_id or None,
+                enable_caching=False if no_cache else None, labels=_labels(label),
+            )
+        except (ValueError, CloudError) as exc:
+            _fail(str(exc))
     typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
 
 
@@ -259,17 +487,30 @@ def schedule_create(
     param: _Params = [],  # noqa: B006
     service_account: _ServiceAccount = "",
     label: _Labels = [],  # noqa: B006
+    image_repository: _ImageRepository = "",
+    image_digest: _ImageDigest = [],  # noqa: B006
+    image_lock: _ImageLock = "",
 ) -> None:
-    """Run a pipeline on a cron (one run at a time, no catch-up after a pause)."""
+    """Run a pipeline on a cron (one run at a time, no catch-up after a pause).
+
+    Pin the images by digest (--image-lock / --image-digest) so that a push of the same tag never
+    changes what the schedule runs.
+    """
     from tuneloop.cloud import CloudError
     from tuneloop.triggers.schedule import ExportSchedule, schedule_export
 
     try:
         when = ExportSchedule(display_name=name, cron=cron, time_zone=time_zone)
-        target = _target(project, region, pipeline_root, service_account, label)
-        info = schedule_export(when, target, _template(pipeline), _parse_params(param))
-    except (ValueError, CloudError) as exc:
-        _fail(str(exc))
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    target = _target(project, region, pipeline_root, service_account, label)
+    template, spec = _template(pipeline, _images(image_repository, image_digest, image_lock))
+    params = _template_params(param, spec, pipeline)
+    with _google_login("schedule create"):
+        try:
+            info = schedule_export(when, target, template, params)
+        except (ValueError, CloudError) as exc:
+            _fail(str(exc))
     typer.echo(json.dumps(info.to_dict(), indent=2, sort_keys=True))
 
 
@@ -278,7 +519,8 @@ def schedule_list(project: _Project, region: _Region = "us-central1") -> None:
     """List the pipeline schedules in a project and region."""
     from tuneloop.cloud import list_schedules, schedules_as_dicts
 
-    typer.echo(json.dumps(schedules_as_dicts(list_schedules(project, region)), indent=2, sort_keys=True))
+    with _google_login("schedule list"):
+        typer.echo(json.dumps(schedules_as_dicts(list_schedules(project, region)), indent=2, sort_keys=True))
 
 
 def _schedule_action(action: str, project: str, region: str, schedule: str) -> None:
@@ -287,10 +529,11 @@ def _schedule_action(action: str, project: str, region: str, schedule: str) -> N
     from tuneloop import cloud
 
     fn = {"pause": cloud.pause_schedule, "resume": cloud.resume_schedule, "delete": cloud.delete_schedule}[action]
-    try:
-        out = fn(project, region, schedule)
-    except (ValueError, gexc.GoogleAPICallError) as exc:
-        _fail(f"schedule {action} {schedule!r}: {exc}")
+    with _google_login(f"schedule {action}"):
+        try:
+            out = fn(project, region, schedule)
+        except (ValueError, gexc.GoogleAPICallError) as exc:
+            _fail(f"schedule {action} {schedule!r}: {exc}")
     typer.echo(json.dumps(out.to_dict() if hasattr(out, "to_dict") else {"deleted": out}, indent=2, sort_keys=True))
 
 

@@ -11,9 +11,14 @@ success ("already exists"), so a retried trigger or a cron run and an upload for
 exactly one run. Note the consequence: a run that failed keeps its id, so re-running the same data
 needs another id (``--job-id`` / a different ``attempt``).
 
-Caching is off for every tuneloop pipeline: the export reads whatever landed in the warehouse since the
-watermark (a cached extract would publish nothing new) and evaluation compares against whatever
-champion is current (a cached blessing would be stale).
+Caching is decided in the compiled pipeline, task by task: a task whose result depends on state outside
+its inputs (the warehouse, the registry, the dataset root, the clock) is compiled with caching off, so
+it runs however the template is named, uploaded or scheduled (docs/google-cloud.md#caching). A
+submission only ever turns caching off for every task (``enable_caching=False``), never on.
+
+Errors: :class:`CloudError` says whether a retry can help (``retryable``: throttling, a timeout, the
+server's own error) or not (permissions, a bad template or parameter); :func:`is_retryable` answers
+the same for any exception, walking its causes.
 """
 
 from __future__ import annotations
@@ -27,10 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ENDPOINT_ENV = "TUNELOOP_VERTEX_ENDPOINT"
-# Vertex AI Pipelines: caching must be off for these (see the module docstring).
-NO_CACHE_PIPELINES = frozenset(
-    {"export-dataset", "tune-and-promote", "continuous-tuning", "selfplay-training"}
-)
+LOGIN_HINT = "gcloud auth application-default login"
 DEFAULT_LABELS = {"app": "tuneloop"}
 MAX_CONCURRENT_RUNS = 1
 
@@ -47,7 +49,83 @@ _SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|passwd|token|credential
 
 
 class CloudError(RuntimeError):
-    """Vertex AI refused a request; the message says which resource and what to do."""
+    """Vertex AI refused a request; the message says which resource and what to do.
+
+    Attributes:
+        retryable: Whether the same request may succeed later (throttling, a timeout, a server error);
+            False for permissions, a bad template or parameter, missing credentials.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class CredentialsError(CloudError):
+    """No Google credentials on this machine; the message names the command that logs in."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether retrying the request that raised ``exc`` can help (its causes are looked at too).
+
+    Retryable: HTTP 408/429/5xx (but 501), gRPC UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
+    ABORTED, connection failures and timeouts, a token refresh the auth library marks retryable.
+    Anything else, a 4xx answer above all (permission, not found, invalid argument), is permanent.
+    """
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as aexc
+
+    transient = (
+        gexc.TooManyRequests, gexc.ResourceExhausted, gexc.ServiceUnavailable, gexc.InternalServerError,
+        gexc.BadGateway, gexc.GatewayTimeout, gexc.DeadlineExceeded, gexc.Aborted, gexc.RetryError,
+        gexc.Unknown,
+    )
+    try:
+        import requests
+
+        transient += (requests.ConnectionError, requests.Timeout)
+    except ImportError:  # pragma: no cover - requests comes with google-auth's transport
+        pass
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, CloudError):
+            return e.retryable
+        if isinstance(e, transient):
+            return True
+        if isinstance(e, gexc.GoogleAPICallError):
+            code = getattr(e, "code", None)
+            return isinstance(code, int) and (code in (408, 429) or (code >= 500 and code != 501))
+        if isinstance(e, aexc.RefreshError):
+            return bool(getattr(e, "retryable", False))
+        if isinstance(e, aexc.TransportError | ConnectionError | TimeoutError):
+            return True
+        if isinstance(e, aexc.DefaultCredentialsError):
+            return False
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _refused(what: str, exc: Exception) -> CloudError:
+    """The CloudError for a refused request, retryable or not, naming the fix where one is known."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as aexc
+
+    if isinstance(exc, aexc.DefaultCredentialsError):
+        return CredentialsError(
+            f"no Google credentials to call Vertex AI: run `{LOGIN_HINT}` (or run as a service account)"
+        )
+    if isinstance(exc, aexc.RefreshError) and not getattr(exc, "retryable", False):
+        return CredentialsError(f"Google credentials could not be refreshed ({exc}): run `{LOGIN_HINT}` again")
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, gexc.Forbidden):  # PermissionDenied (gRPC) is a Forbidden (REST 403)
+        message += (
+            ". The submitting account needs roles/aiplatform.user and roles/iam.serviceAccountUser on the "
+            "run's service account"
+        )
+    retryable = is_retryable(exc)
+    return CloudError(f"{what}: {message}{'; retry' if retryable else ''}", retryable=retryable)
 
 
 @dataclass(frozen=True)
@@ -239,14 +317,13 @@ def init_vertex(project: str, region: str) -> Any:
             credentials=AnonymousCredentials(),
         )
     else:
+        # init() only sets what it is given: forget an endpoint and credentials set by an earlier call
+        config = aiplatform.initializer.global_config
+        for attr in ("_api_endpoint", "_credentials", "_api_transport"):
+            if hasattr(config, attr):
+                setattr(config, attr, None)
         aiplatform.init(project=project, location=region)
     return aiplatform
-
-
-def _caching(template_name: str, enable_caching: bool | None) -> bool | None:
-    if enable_caching is not None:
-        return enable_caching
-    return False if template_name in NO_CACHE_PIPELINES else None
 
 
 def _pipeline_name(template_path: str) -> str:
@@ -262,7 +339,7 @@ def _job(aiplatform, template_path, target, params, *, job_id, display_name, ena
         job_id=job_id,
         pipeline_root=target.pipeline_root,
         parameter_values=check_params(params),
-        enable_caching=_caching(name, enable_caching),
+        enable_caching=enable_caching,
         labels={**target.labels, **check_labels(labels or {})},
         project=target.project,
         location=target.region,
@@ -286,34 +363,47 @@ def submit_pipeline(
     """Submit one run of a compiled pipeline; a job that already exists under ``job_id`` is success.
 
     Args:
-        template_path: The compiled pipeline: a local YAML, ``gs://...`` or an Artifact Registry URL. Its
-            file name (``export-dataset.yaml``) decides the caching default.
+        template_path: The compiled pipeline: a local YAML, ``gs://...`` or an Artifact Registry URL.
         target: Project, region, pipeline root, service account and labels.
         params: Pipeline parameters (JSON values; no credentials).
         job_id: The run's id (see :func:`pipeline_job_id`); None lets Vertex name it (not idempotent).
         display_name: Shown in the console (default: the pipeline name).
-        enable_caching: None = off for tuneloop pipelines, compile-time settings otherwise.
+        enable_caching: None = the compiled per-task settings (tasks that read the warehouse, the
+            registry or the clock are never cached); False = no task is cached. True is refused: it
+            would answer a warehouse extract or an evaluation from cache.
         labels: Extra labels for this run.
 
     Raises:
         ValueError: bad parameters, labels or job id.
-        CloudError: Vertex refused the job (permissions, a bad template), with the reason.
+        CloudError: Vertex refused the job (permissions, a bad template), with the reason and whether a
+            retry can help (``retryable``); :class:`CredentialsError` when there are no credentials.
     """
     from google.api_core import exceptions as gexc
 
     if job_id is not None and not _JOB_ID.match(job_id):
         raise ValueError(f"job_id={job_id!r}: lowercase letter first, then [a-z0-9-], at most 128 chars")
+    if enable_caching:
+        raise ValueError(
+            "enable_caching=True would cache every task, the warehouse extract and the evaluation too; "
+            "leave it unset (the compiled per-task settings) or False"
+        )
+    params = check_params(params)
     aiplatform = init_vertex(target.project, target.region)
-    job = _job(
-        aiplatform,
-        template_path,
-        target,
-        params,
-        job_id=job_id,
-        display_name=display_name,
-        enable_caching=enable_caching,
-        labels=labels,
-    )
+    try:
+        job = _job(
+            aiplatform,
+            template_path,
+            target,
+            params,
+            job_id=job_id,
+            display_name=display_name,
+            enable_caching=enable_caching,
+            labels=labels,
+        )
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:  # reading the template (gs://, Artifact Registry) or the credentials
+        raise _refused(f"cannot load template {template_path}", exc) from exc
     parent = f"projects/{target.project}/locations/{target.region}"
     name = f"{parent}/pipelineJobs/{job.job_id}"
     resource = job._gca_resource  # the spec built by PipelineJob (gca_resource refuses before creation)
@@ -328,17 +418,12 @@ def submit_pipeline(
         )
     except gexc.Conflict as exc:
         if not already_exists(exc):
-            raise CloudError(f"Vertex AI refused to create {name}: {exc.message}; retry") from exc
+            raise CloudError(f"Vertex AI refused to create {name}: {exc.message}; retry", retryable=True) from exc
         return SubmitResult(
             job.job_id, name, False, _console(target.project, target.region, "pipelines/runs", job.job_id)
         )
-    except gexc.PermissionDenied as exc:
-        raise CloudError(
-            f"Vertex AI refused to create {name}: {exc.message}. The submitting account needs "
-            "roles/aiplatform.user and roles/iam.serviceAccountUser on the run's service account"
-        ) from exc
-    except gexc.GoogleAPICallError as exc:
-        raise CloudError(f"Vertex AI refused to create {name}: {exc.message}") from exc
+    except Exception as exc:  # API errors, connection failures, credentials
+        raise _refused(f"Vertex AI refused to create {name}", exc) from exc
     return SubmitResult(
         job.job_id,
         created.name or name,
@@ -407,16 +492,21 @@ def create_schedule(
             "delete it first (`tuneloop schedule delete`) or pick another --name"
         )
     aiplatform = init_vertex(target.project, target.region)
-    job = _job(
-        aiplatform,
-        template_path,
-        target,
-        params,
-        job_id=None,
-        display_name=display_name,
-        enable_caching=None,
-        labels=labels,
-    )
+    try:
+        job = _job(
+            aiplatform,
+            template_path,
+            target,
+            params,
+            job_id=None,
+            display_name=display_name,
+            enable_caching=None,
+            labels=labels,
+        )
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:  # reading the template (gs://, Artifact Registry) or the credentials
+        raise _refused(f"cannot load template {template_path}", exc) from exc
     schedule = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
     try:
         schedule.create(
@@ -426,7 +516,7 @@ def create_schedule(
             service_account=target.service_account,
         )
     except gexc.GoogleAPICallError as exc:
-        raise CloudError(f"Vertex AI refused schedule {display_name!r}: {exc.message}") from exc
+        raise _refused(f"Vertex AI refused schedule {display_name!r}", exc) from exc
     return _info(schedule)
 
 

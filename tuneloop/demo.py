@@ -27,41 +27,10 @@ def _summary_of(reports: Path, known: set[Path]) -> Path:
     return new[-1]
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
 def _table(run: int, summary: dict[str, Any], manifest: dict[str, Any] | None) -> str:
-    cand = summary.get("candidate_metrics") or {}
-    champ = summary.get("champion_metrics") or {}
-    rows = [
-        ("rows extracted (new, valid)", _fmt(manifest and manifest.get("new_examples"))),
-        ("rows quarantined", _fmt(manifest and manifest.get("quarantined_at_extract"))),
-        (
-            "dataset (train/validation/eval)",
-            "/".join(str((manifest or {}).get("counts", {}).get(s, "-")) for s in ("train", "validation", "eval")),
-        ),
-        ("champion evaluated", _fmt(summary.get("champion_evaluated")) if champ else "none (first run)"),
-    ]
-    for metric in ("accuracy", "macro_f1", "macro_precision", "macro_recall"):
-        rows.append(
-            (f"{metric}  candidate | champion", f"{_fmt(cand.get(metric))} | {_fmt(champ.get(metric))}")
-        )
-    decision = summary["decision"]
-    rows += [
-        ("decision", "BLESSED" if decision["blessed"] else "NOT BLESSED"),
-        ("reason", decision["reason"]),
-        ("promoted version", _fmt(summary.get("promoted_version"))),
-        ("champion after", _fmt(summary.get("champion_after"))),
-    ]
-    width = max(len(k) for k, _ in rows)
-    lines = [f"== run {run} ({summary.get('provider')}) " + "=" * 40]
-    lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
-    return "\n".join(lines)
+    from tuneloop.runview import summary_table
+
+    return summary_table(summary, manifest or {}, title=f"run {run} ({summary.get('provider')})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -242,3 +242,124 @@ def secret_parameters(pipeline_spec: Mapping[str, Any]) -> list[str]:
 
     visit("", pipeline_spec)
     return found
+
+
+# -- does a hosted provider have a credential? (the run's first task asks) --------------------------------
+
+# The credential kinds a provider declares (``Provider.credential``): an API key's variable name, or one
+# of these two.
+GOOGLE_ADC = "google"
+AWS_CHAIN = "aws"
+_SECRET_EXAMPLE = "projects/<project>/secrets/<name>/versions/latest"
+
+
+def credential_kind(provider: str, method: str | None = None) -> str | None:
+    """The credential a provider declares (``Provider.credential``): an API key's variable name
+    (``OPENAI_API_KEY``), ``google`` (ADC or a token) or ``aws`` (boto3's chain); None when it needs none.
+
+    ``method`` is ``hyperparameters.method`` for a family name (``claude`` + ``bedrock``). An unknown
+    provider needs nothing here (the first task refuses it by name).
+    """
+    from tuneloop.providers.registry import ProviderNotFound, provider_class
+
+    try:
+        return provider_class(provider, {"method": method} if method else None).credential
+    except ProviderNotFound:
+        return None
+
+
+def check_credentials(
+    provider: str,
+    task_env: Mapping[str, Any] | None = None,
+    *,
+    method: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    on_vertex: bool = False,
+) -> str:
+    """Fail unless the provider's credential has a source; returns where it comes from ("" = none needed).
+
+    Sources, per provider (``task_env`` is the pipeline parameter; ``environ`` this task's environment):
+
+    * openai: ``OPENAI_API_KEY`` in the environment, or ``OPENAI_API_KEY_SECRET`` (a Secret Manager
+      version) in ``task_env`` or the environment;
+    * claude (few-shot, the Anthropic API): ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_API_KEY_SECRET``, alike;
+    * claude (``method=bedrock``): AWS credentials from boto3's chain (environment, profile, role), or
+      ``AWS_ACCESS_KEY_ID_SECRET`` + ``AWS_SECRET_ACCESS_KEY_SECRET`` in ``task_env``;
+    * gemini: ``GOOGLE_OAUTH_ACCESS_TOKEN``, or Application Default Credentials.
+
+    ``on_vertex=True`` checks for a task that will run on Vertex AI Pipelines (the upload trigger's
+    check): the task gets no environment but ``task_env``, its ADC are the run's service account, and
+    it has no AWS role. Nothing is read from Secret Manager here; the names are checked.
+
+    Raises:
+        ValueError: ``task_env`` is malformed (see :func:`check_task_env`).
+        MissingSecret: no source; the message names both ways to provide the credential.
+    """
+    kind = credential_kind(provider, method)
+    env = check_task_env(task_env or {})
+    environ = ({} if on_vertex else os.environ) if environ is None else environ
+    if kind is None:
+        return ""
+    if kind not in (GOOGLE_ADC, AWS_CHAIN):
+        var = kind
+        ref = var + SECRET_SUFFIX
+        if environ.get(var):
+            return f"{var} (environment)"
+        if env.get(ref) or environ.get(ref):
+            return f"{ref} (Secret Manager)"
+        where = "the task's environment (Vertex gives a task none)" if on_vertex else "this task's environment"
+        raise MissingSecret(
+            f"provider {provider!r} has no credential: {var} is not set in {where} and task_env has no {ref}. "
+            f"Either set {var} where the task runs, or store the key in Secret Manager and pass "
+            f'task_env={{"{ref}": "{_SECRET_EXAMPLE}"}} (the run\'s service account needs '
+            "roles/secretmanager.secretAccessor on it)"
+        )
+    if kind == AWS_CHAIN:
+        pair = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        refs = [p + SECRET_SUFFIX for p in pair]
+        given = [r for r in refs if env.get(r) or environ.get(r)]
+        if len(given) == 2:
+            return "AWS_ACCESS_KEY_ID_SECRET + AWS_SECRET_ACCESS_KEY_SECRET (Secret Manager)"
+        if len(given) == 1:
+            lacking = next(r for r in refs if r not in given)
+            raise MissingSecret(
+                f"provider {provider!r} (Bedrock): task_env has {given[0]} but not {lacking}; "
+                f'add {lacking}="{_SECRET_EXAMPLE}"'
+            )
+        if all(environ.get(p) for p in pair):
+            return "AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (environment)"
+        if not on_vertex and _boto3_has_credentials(environ):
+            return "boto3's credential chain (profile or role)"
+        raise MissingSecret(
+            f"provider {provider!r} (Bedrock) has no AWS credentials: boto3 finds none in "
+            f"{'a Vertex task (no environment, no AWS role)' if on_vertex else 'this environment, profile or role'}. "
+            "Either give the task AWS credentials (environment, profile or role), or store the key pair in "
+            f'Secret Manager and pass task_env={{"AWS_ACCESS_KEY_ID_SECRET": "{_SECRET_EXAMPLE}", '
+            f'"AWS_SECRET_ACCESS_KEY_SECRET": "{_SECRET_EXAMPLE}", "AWS_REGION": "us-east-1"}}'
+        )
+    # GOOGLE_ADC
+    if environ.get(GOOGLE_TOKEN_ENV):
+        return f"{GOOGLE_TOKEN_ENV} (environment)"
+    if on_vertex:
+        return "Application Default Credentials (the run's service account)"
+    try:
+        google_credentials(environ)
+    except MissingSecret as exc:
+        raise MissingSecret(
+            f"provider {provider!r} has no Google credentials: no Application Default Credentials and no "
+            f"{GOOGLE_TOKEN_ENV}. Either run `gcloud auth application-default login` (on Vertex the run's "
+            f"service account provides them), or set {GOOGLE_TOKEN_ENV} (e.g. from `gcloud auth "
+            "print-access-token`)"
+        ) from exc
+    return "Application Default Credentials"
+
+
+def _boto3_has_credentials(environ: Mapping[str, str]) -> bool:
+    try:
+        import boto3
+    except ImportError:
+        return False
+    try:
+        return boto3.Session().get_credentials() is not None
+    except Exception:  # noqa: BLE001 - a broken profile is "no credentials" here
+        return False

@@ -34,6 +34,7 @@ def check_config(
     task_env: Mapping[str, Any] | None = None,
     eval_options: Mapping[str, Any] | None = None,
     budget_usd: float = 0.0,
+    gpu: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate and parse the run's parameters, before any work or spend.
 
@@ -54,7 +55,7 @@ def check_config(
     from tuneloop.evaluation import Thresholds
     from tuneloop.providers.registry import ProviderNotFound, install_hint, missing_requirements, resolve
     from tuneloop.registry import VERTEX_SCHEME, open_registry
-    from tuneloop.secrets import check_task_env
+    from tuneloop.secrets import MissingSecret, check_credentials, check_task_env
 
     if not isinstance(hyperparameters, Mapping):
         raise ConfigError(f"hyperparameters must be an object, got {type(hyperparameters).__name__}")
@@ -97,8 +98,17 @@ def check_config(
         raise ConfigError(f"thresholds={dict(thresholds)!r} is invalid: {exc}") from exc
     try:
         check_task_env(task_env or {})
-    except ValueError as exc:
+        if cls.hosted:
+            check_credentials(cls.name, task_env or {})
+    except (ValueError, MissingSecret) as exc:
         raise ConfigError(str(exc)) from exc
+    if cls.image == "gpu" and gpu:
+        from tuneloop.gpu import GpuSettingsError, check_gpu_settings
+
+        try:
+            check_gpu_settings(**gpu)
+        except GpuSettingsError as exc:
+            raise ConfigError(str(exc)) from exc
     return {
         "provider": cls.name,
         "image": cls.image,
@@ -120,12 +130,18 @@ def extract(
     examples_path: str,
     quarantine_path: str,
     max_rows: int = 0,
+    settle_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """Read rows newer than the published watermark; write valid examples (Parquet) and the quarantine."""
+    """Read rows newer than the published watermark; write valid examples (Parquet) and the quarantine.
+
+    Rows that landed in the last ``settle_seconds`` are left for the next run (streaming inserts).
+    """
     from tuneloop.warehouse import extract_new
 
     state = datasets.RootState.read(dataset_root)
-    result = extract_new(warehouse_uri, table, state.watermark, max_rows=max_rows or None)
+    result = extract_new(
+        warehouse_uri, table, state.watermark, max_rows=max_rows or None, settle_seconds=settle_seconds
+    )
     ex.write_parquet(examples_path, result.examples)
     ex.write_jsonl(quarantine_path, result.quarantined)
     return {

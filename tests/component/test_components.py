@@ -36,6 +36,10 @@ def _config(**over):
         "budget_usd": 0.0,
         "task_env": {},
         "eval_options": {},
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+        "cpu_limit": "8",
+        "memory_limit": "32G",
     }
     return {**base, **over}
 
@@ -54,6 +58,8 @@ def test_check_config_accepts_a_valid_run():
         ({"hyperparameters": {"ngram_max": 2.5}}, "hyperparameters.ngram_max=2.5 must be an integer"),
         ({"budget_usd": 5.0}, "budget_usd=5.0 applies to the hosted providers"),
         ({"provider": "oss-lora", "budget_usd": 1.0}, "'oss-lora' runs on your own machines"),
+        ({"provider": "oss-lora", "accelerator_type": "NVIDIA_L44"}, "accelerator_type='NVIDIA_L44'"),
+        ({"provider": "oss-lora", "memory_limit": "32 gigs"}, "memory_limit="),
         ({"eval_options": {"concurency": 2}}, "eval_options: unknown key 'concurency' (did you mean 'concurrency'?)"),
         ({"registry_uri": ""}, "registry_uri is empty"),
         ({"model_name": "my model"}, "model_name='my model'"),
@@ -80,6 +86,7 @@ def tuned(tmp_path):
         table="interactions",
         dataset_root=str(tmp_path / "ds"),
         max_rows=0,
+        settle_seconds=0,
         examples=examples,
         quarantine=quarantine,
     )

@@ -17,7 +17,10 @@ from typing import Any
 from tests.fakes.server import FakeHTTPServer, Request, Response
 
 _LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION"}
+_STATUS = {
+    400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
+    412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+}
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
@@ -58,6 +61,10 @@ class FakeVertex:
 
     def calls(self, name: str) -> int:
         return self.server.calls(name)
+
+    def inject(self, name: str, *faults) -> None:
+        """Queue faults (tests.fakes.server.Fault) for the next requests to route ``name``."""
+        self.server.inject(name, *faults)
 
     # -- routes ---------------------------------------------------------------------------------------
     def _routes(self) -> None:  # noqa: C901 - one table of small handlers

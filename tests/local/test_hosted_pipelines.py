@@ -174,7 +174,8 @@ def test_openai_branch_on_a_dataset_published_to_gcs(openai_fake, gcs, dataset, 
         "reports_uri": f"gs://{bucket}/reports",
     }
     run("tune-and-promote", p, tmp_path / "runs")
-    [path] = storage.list_files(p["reports_uri"])
+    [path] = [f for f in storage.list_files(p["reports_uri"]) if f.endswith("summary.json")]
+    assert any(f.endswith("report.html") for f in storage.list_files(p["reports_uri"]))  # the report beside it
     summary, _ = storage.read_json(storage.join(p["reports_uri"], path))
     assert summary["dataset_uri"] == uri and summary["promoted_version"] == "v1"
     assert FileRegistry(p["registry_uri"], MODEL).champion().provider == "openai"

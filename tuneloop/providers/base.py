@@ -139,7 +139,9 @@ class Provider(abc.ABC):
             ``claude-bedrock``, chosen by ``hyperparameters.method``), or None.
         method: this member's ``method`` within its family.
         family_default: the member a family name means when no ``method`` is given.
-        catalog_name: the provider name its base models are listed under in the model catalog.
+        credential: what the tasks need to reach the provider: an API key's environment variable
+            (``OPENAI_API_KEY``; ``<VAR>_SECRET`` in ``task_env`` names a Secret Manager version instead),
+            ``google`` (Application Default Credentials or a token), ``aws`` (boto3's chain), or None.
     """
 
     name: ClassVar[str] = ""
@@ -153,6 +155,7 @@ class Provider(abc.ABC):
     family: ClassVar[str | None] = None
     method: ClassVar[str | None] = None
     family_default: ClassVar[bool] = False
+    credential: ClassVar[str | None] = None
 
     @classmethod
     def catalog_name(cls) -> str:

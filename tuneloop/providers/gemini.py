@@ -144,6 +144,7 @@ class GeminiProvider(hosted.HostedProvider):
     extra = "gemini"
     requires = ("google.genai", "google.cloud.storage")
     tasks = ("classification", "chat")
+    credential = "google"
     config_class = GeminiConfig
 
     def __init__(

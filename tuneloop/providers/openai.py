@@ -117,6 +117,7 @@ class OpenAIProvider(hosted.HostedProvider):
     extra = "openai"
     requires = ("openai",)
     tasks = ("classification", "chat")
+    credential = "OPENAI_API_KEY"
     config_class = OpenAIConfig
 
     def __init__(

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tuneloop import progress
 from tuneloop.selfplay.games import GameAdapter, load_game
 from tuneloop.selfplay.mcts import (
     Evaluator,
@@ -275,6 +276,7 @@ def play_pairing(
         idx = list(range(start, min(config.games, start + config.wave)))
         scores.extend(_play_wave(adapter, candidate, opponent, idx, limit, seed, config.opening_plies))
         wins = float(sum(scores))
+        progress.tick(f"gauntlet/{opponent.name}", len(scores), config.games, win_rate=wins / len(scores))
         llr, verdict = sprt(
             wins, len(scores) - wins, target, config.sprt_delta, config.sprt_alpha, config.sprt_beta
         )

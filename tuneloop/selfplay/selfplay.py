@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tuneloop import progress
 from tuneloop.selfplay import npz
 from tuneloop.selfplay.games import BOARD_CONFIGS, GameAdapter, board_config, load_game, relative
 from tuneloop.selfplay.mcts import (
@@ -178,6 +179,7 @@ def play(config: SelfPlayConfig, evaluate: Evaluator | None = None) -> npz.Posit
                     break
                 _step(adapter, game, config, search.visit_counts)
             ended.append((game, time.time()))
+            progress.tick("self-play", len(ended), config.games)
     else:
         puct = config.puct()
         pending = list(games)
@@ -218,6 +220,7 @@ def play(config: SelfPlayConfig, evaluate: Evaluator | None = None) -> npz.Posit
                 else:
                     still.append(game)
             active = still
+            progress.tick("self-play", len(ended), config.games)
     ended.sort(key=lambda e: e[0].index)
     return _to_positions(adapter, config, ended, "rollout_mcts" if evaluate is None else "puct")
 

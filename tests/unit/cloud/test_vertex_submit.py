@@ -10,9 +10,19 @@ from typer.testing import CliRunner
 from tests.conftest import ROOT
 from tuneloop import cloud
 from tuneloop.cli import app
+from tuneloop.version import __version__
 
 EXPORT_YAML = str(ROOT / "compile" / "export-dataset.yaml")
+TUNE_YAML = str(ROOT / "compile" / "tune-and-promote.yaml")
 PROJECT, REGION = "tuneloop-test", "us-central1"
+REPO = f"{REGION}-docker.pkg.dev/{PROJECT}/tuneloop"
+
+
+@pytest.fixture(autouse=True)
+def image_repository(monkeypatch):
+    """The images the user pushed (make images IMAGE_REPOSITORY=...)."""
+    monkeypatch.setenv("TUNELOOP_IMAGE_REPOSITORY", REPO)
+    monkeypatch.delenv("TUNELOOP_IMAGE_LOCK", raising=False)
 
 
 def _cli(*args):
@@ -20,7 +30,11 @@ def _cli(*args):
     return result.exit_code, result.output
 
 
-def test_submit_sends_the_compiled_pipeline_with_parameters_account_and_caching_off(vertex, gcs):
+def _images(job) -> set[str]:
+    return {e["container"]["image"] for e in job["pipelineSpec"]["deploymentSpec"]["executors"].values()}
+
+
+def test_submit_sends_the_compiled_pipeline_with_parameters_account_and_images(vertex, gcs):
     code, out = _cli(
         "submit",
         EXPORT_YAML,
@@ -52,6 +66,82 @@ def test_submit_sends_the_compiled_pipeline_with_parameters_account_and_caching_
     assert job["labels"] == {"app": "tuneloop", "team": "support"}
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     assert tasks and all(t["cachingOptions"].get("enableCache", False) is False for t in tasks.values())
+    assert _images(job) == {f"{REPO}/tuneloop-base:{__version__}"}  # the setting reached every task
+
+
+def _task_caching(job) -> dict[str, bool]:
+    spec = job["pipelineSpec"]
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
+    return {
+        name: bool(t.get("cachingOptions", {}).get("enableCache", False))
+        for dag in dags for name, t in dag["tasks"].items() if "executorLabel" in spec["components"][t["componentRef"]["name"]]
+    }
+
+
+def test_caching_follows_the_template_whatever_its_name(vertex, gcs, tmp_path):
+    renamed = tmp_path / "nightly-support.yaml"  # not a tuneloop file name: the compiled settings decide
+    renamed.write_text(open(TUNE_YAML).read())
+    common = ["--project", PROJECT, "--pipeline-root", f"{gcs}/root", "-p", f"dataset_uri={gcs}/d",
+              "-p", f"registry_uri={gcs}/r"]
+    code, out = _cli("submit", renamed, *common, "--job-id", "renamed-1")
+    assert code == 0, out
+    caching = _task_caching(vertex.jobs[json.loads(out)["resource_name"]])
+    assert caching["tune-model"] is True and caching["evaluate-model"] is False
+    assert caching["promote-model"] is False and caching["check-config"] is False
+    code, out = _cli("submit", renamed, *common, "--job-id", "renamed-2", "--no-cache")
+    assert code == 0, out
+    assert set(_task_caching(vertex.jobs[json.loads(out)["resource_name"]]).values()) == {False}
+    with pytest.raises(ValueError, match="enable_caching=True would cache every task"):
+        cloud.submit_pipeline(TUNE_YAML, cloud.VertexTarget(PROJECT, REGION, f"{gcs}/root"),
+                              {"dataset_uri": "x", "registry_uri": "y"}, enable_caching=True)
+
+
+def test_unknown_and_missing_parameters_are_refused_before_submitting(vertex, gcs):
+    before = vertex.calls("pipelineJobs.create")
+    common = ["--project", PROJECT, "--pipeline-root", f"{gcs}/root"]
+    code, out = _cli("submit", EXPORT_YAML, *common, "-p", "warehouse=bq://x", "-p", f"dataset_root={gcs}/d")
+    assert code == 2 and "no parameter 'warehouse' (did you mean 'warehouse_uri'?)" in out and "'table'" in out
+    code, out = _cli("submit", EXPORT_YAML, *common, "-p", f"dataset_root={gcs}/d")
+    assert code == 2 and "needs -p warehouse_uri=..." in out
+    assert vertex.calls("pipelineJobs.create") == before
+
+
+def test_the_placeholder_images_are_refused(vertex, gcs, monkeypatch):
+    monkeypatch.delenv("TUNELOOP_IMAGE_REPOSITORY")
+    code, out = _cli("submit", EXPORT_YAML, "--project", PROJECT, "--pipeline-root", f"{gcs}/root",
+                     "-p", "warehouse_uri=x", "-p", "dataset_root=y")
+    assert code == 2 and "placeholder" in out and "--image-repository" in out
+
+
+def test_submit_without_google_credentials_is_one_line_naming_the_login(gcs, monkeypatch, tmp_path):
+    monkeypatch.delenv("TUNELOOP_VERTEX_ENDPOINT", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    code, out = _cli("submit", EXPORT_YAML, "--project", PROJECT, "--pipeline-root", f"{gcs}/root",
+                     "-p", "warehouse_uri=x", "-p", "dataset_root=y")
+    assert code == 1
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "gcloud auth application-default login" in lines[0], out
+    assert "Traceback" not in out and "DefaultCredentialsError" not in out
+
+
+def test_a_template_with_gpu_constants_takes_no_gpu_parameters(vertex, gcs, tmp_path):
+    code, out = _cli("compile", "--out", tmp_path, "--pipeline", "tune-and-promote", "--gpu", "NVIDIA_A100_80GB:2")
+    assert code == 0, out
+    compiled = tmp_path / "tune-and-promote.yaml"
+    common = ["--project", PROJECT, "--pipeline-root", f"{gcs}/root", "-p", "dataset_uri=d", "-p", "registry_uri=r"]
+    code, out = _cli("submit", compiled, *common, "-p", "accelerator_type=NVIDIA_L4")
+    assert code == 2 and "no parameter 'accelerator_type'" in out
+    code, out = _cli("submit", compiled, *common, "--job-id", "gpu-constants")
+    assert code == 0, out
+    executors = vertex.jobs[json.loads(out)["resource_name"]]["pipelineSpec"]["deploymentSpec"]["executors"]
+    [res] = [e["container"]["resources"] for name, e in executors.items()
+             if name.startswith("exec-tune-model") and "resources" in e["container"]]
+    assert res["accelerator"] == {"type": "NVIDIA_A100_80GB", "count": "2", "resourceType": "NVIDIA_A100_80GB",
+                                  "resourceCount": "2"}
 
 
 def test_the_same_job_id_twice_starts_one_run(vertex, target):

@@ -85,6 +85,7 @@ class ClaudeBedrockProvider(ClaudeFamily):
     method = "bedrock"
     format = FORMAT
     requires = ("boto3",)
+    credential = "aws"
     config_class = BedrockConfig
 
     def _model(self, request: TuneRequest, cfg: BedrockConfig):

@@ -89,6 +89,7 @@ class ClaudeFewShotProvider(ClaudeFamily):
     method = "few-shot"
     family_default = True
     requires = ("anthropic",)
+    credential = "ANTHROPIC_API_KEY"
     config_class = FewShotConfig
 
     def _model(self, request: TuneRequest, cfg: FewShotConfig):

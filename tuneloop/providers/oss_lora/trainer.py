@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneloop import progress
 from tuneloop.examples import Example, dataset_hash
 from tuneloop.providers.oss_lora import checkpoint as ckpt
 from tuneloop.providers.oss_lora.attention import register as register_varlen
@@ -432,6 +433,7 @@ class Run:
         model.train()
         window_tokens, window_t, window_loss, window_n = 0, time.perf_counter(), 0.0, 0
         train_time = 0.0
+        latest: dict[str, float] = {}  # the last log window's numbers, for the progress line
         while step < self.total_steps:
             if self.stop.is_set():
                 self._save(step, best, best_step, tokens, history, model, opt, sched)
@@ -467,7 +469,9 @@ class Run:
                          f"lr {event['lr']:.2e} {event['tokens_per_s']:.0f} tok/s")
                 self._progress(event)
                 history.append({k: event[k] for k in ("step", "loss")})
+                latest = {"loss": event["loss"], "tokens_per_s": event["tokens_per_s"]}
                 window_tokens, window_t, window_loss, window_n = 0, time.perf_counter(), 0.0, 0
+            progress.tick("lora", step, self.total_steps, **latest)
             if self.val_rows and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == self.total_steps):
                 ev = self.evaluate()
                 self._progress({"event": "eval", "step": step, **ev})
