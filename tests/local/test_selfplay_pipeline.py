@@ -11,7 +11,7 @@ import pytest
 
 from tests.local.conftest import run, summaries
 from tuneloop.registry import FileRegistry
-from tuneloop.selfplay import npz
+from tuneloop.selfplay.exports import validate_file
 
 HEX5 = {
     "model_name": "hex5-agent",
@@ -64,7 +64,7 @@ def test_generation_one_is_promoted_as_the_first_champion(env):
 
     # each shard's export is a schema-valid NPZ, and the CLI says so
     exports = sorted(run_dir.rglob("play-selfplay-shard/export"))
-    assert len(exports) == 2 and all(npz.validate_file(p) == [] for p in exports)
+    assert len(exports) == 2 and all(validate_file(p).errors == [] for p in exports)
     out = CliRunner().invoke(app, ["npz", "validate", str(exports[0])])
     assert out.exit_code == 0 and "1 valid, 0 invalid" in out.output
 
@@ -109,4 +109,4 @@ def test_games_of_earlier_runs_count_toward_the_gate_and_join_the_training_set(e
     second = summaries(env["reports"])[-1]
     assert not second.get("skipped") and second["training_set"]["num_games"] == 16
     kept = sorted((tmp_path / "selfplay-data" / "exports").glob("*/shard-*.npz"))
-    assert len(kept) == 4 and all(npz.validate_file(p) == [] for p in kept)
+    assert len(kept) == 4 and all(validate_file(p).errors == [] for p in kept)
