@@ -170,7 +170,12 @@ def _quality(ps: npz.PositionSet, config: CombineConfig) -> tuple[np.ndarray, st
 
 
 def _combine(
-    sources: list[_Source], out_dir: str | os.PathLike, config: CombineConfig, loaded: _Loaded, n_paths: int
+    sources: list[_Source],
+    out_dir: str | os.PathLike,
+    config: CombineConfig,
+    loaded: _Loaded,
+    n_paths: int,
+    info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     ordered = _freshest_first(sources)
     newest_gen = ordered[0].generation
@@ -178,7 +183,7 @@ def _combine(
     widths = {s.positions.heuristics.shape[1] for s in ordered if s.positions.heuristics is not None}
     dropped_columns = {}
     if len(widths) > 1:
-        dropped_columns[npz.HEURISTICS] = f"exports disagree on its width {sorted(widths)}; dropped"
+        dropped_columns[npz.HEURISTICS] = f"the exports disagree on its widths {sorted(widths)}; dropped"
     seen_games: set[int] = set()
     parts: list[npz.PositionSet] = []
     report_sources: list[dict[str, Any]] = []
@@ -258,14 +263,17 @@ def _combine(
         "config": to_mapping(config),
         "fallback": False,
     }
-    report = _with_rejections(report, loaded, n_paths)
+    report = _with_rejections(report, loaded, n_paths, info)
     npz.save_dir(out_dir, merged, info={"combine": report})
     return report
 
 
-def _with_rejections(report: dict[str, Any], loaded: _Loaded, n_paths: int) -> dict[str, Any]:
+def _with_rejections(
+    report: dict[str, Any], loaded: _Loaded, n_paths: int, info: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         **report,
+        **dict(info or {}),
         "exports_given": n_paths,
         "rejected": dict(loaded.rejected),
         "rejected_count": len(loaded.rejected),
@@ -317,8 +325,11 @@ def combine_or_fallback(
     *,
     limits: exports.ValidatorLimits | None = None,
     now: float | None = None,
+    info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`combine_exports`; if combining the valid exports fails, the latest valid export alone.
+
+    ``info`` is added to the report (and the set's ``metadata.json``), e.g. where the exports came from.
 
     Bad exports never cause the fallback: they are skipped and listed. ``fallback`` is True (with
     ``fallback_reason``, the failure of the combining step) only when combining itself failed.
@@ -331,7 +342,7 @@ def combine_or_fallback(
     loaded = _load_sources(paths, limits or exports.ValidatorLimits(), now)
     sources, board = _choose_board(loaded, config, len(paths))
     try:
-        return _combine(sources, out_dir, config, loaded, len(paths))
+        return _combine(sources, out_dir, config, loaded, len(paths), info)
     except (CombineError, npz.SchemaError, OSError, ValueError, MemoryError) as exc:
         reason = f"combining the {len(sources)} valid exports failed ({type(exc).__name__}: {exc}); training on the latest export only"
         best = _freshest_first(sources)[0]
@@ -358,6 +369,6 @@ def combine_or_fallback(
             "fallback_reason": reason,
             "fallback_source": best.path,
         }
-        full = _with_rejections(report, loaded, len(paths))
+        full = _with_rejections(report, loaded, len(paths), info)
         npz.save_dir(out_dir, replace(ps, schema_version=npz.SCHEMA_VERSION), info={"combine": full})
         return full

@@ -283,14 +283,14 @@ def combine_for_run(
     )
     if data_root:
         archive_exports(npz_paths, data_root, run_name, board_config=board_config if rc.multi else "")
-    report = stages.combine(
+    return stages.combine(
         [*npz_paths, *earlier],
         out_dir,
         board_config=board_config,
         config=rc.settings.combine,
         limits=rc.settings.validator,
+        info={"earlier_exports": len(earlier), "history_notes": notes},
     )
-    return {**report, "earlier_exports": len(earlier), "history_notes": notes}
 
 
 # -- gauntlet, promotion, skip ---------------------------------------------------------------------
@@ -344,6 +344,7 @@ def training_set_summary(combined_dir: str) -> dict[str, Any]:
         "rejected": [{"path": p, "reasons": list(r)[:5]} for p, r in sorted(rejected.items())],
         "warnings": {p: list(w)[:5] for p, w in sorted((info.get("warnings") or {}).items())},
         "earlier_exports": info.get("earlier_exports"),
+        "history_notes": list(info.get("history_notes") or []),
     }
 
 

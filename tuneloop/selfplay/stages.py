@@ -131,6 +131,7 @@ def combine(
     *,
     config: CombineConfig | None = None,
     limits: ValidatorLimits | None = None,
+    info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Merge the valid exports into a memory-mappable training set; bad exports are skipped and listed.
 
@@ -142,6 +143,7 @@ def combine(
         board_config: train this board config ("" or None = the freshest export's).
         config: all the combine settings at once (``settings.combine``).
         limits: the export validator's bounds (``settings.validator``).
+        info: added to the report and the set's ``metadata.json``.
 
     Returns:
         The combination report: ``rejected`` lists every skipped export with its reasons; ``fallback``
@@ -156,7 +158,7 @@ def combine(
             dedup=dedup,
         )
     cfg = replace(config, board_config=board_config or None)  # KFP passes "" for an unset optional string
-    return combine_or_fallback([str(p) for p in npz_paths], out_dir, cfg, limits=limits)
+    return combine_or_fallback([str(p) for p in npz_paths], out_dir, cfg, limits=limits, info=info)
 
 
 def gate(combined_dir: str, min_games: int = DEFAULT_MIN_GAMES) -> dict[str, Any]:

@@ -135,3 +135,68 @@ def test_sample_weights_of_the_inputs_carry_into_the_combined_set(generations, t
 def test_an_empty_board_config_parameter_means_any(generations, tmp_path):
     report = stages.combine(generations, str(tmp_path / "set"), board_config="")
     assert report["fallback"] is False and report["board_config"] == "hex5_2p"
+
+
+def test_combine_over_a_folder_mixing_damaged_files_keeps_every_valid_row(generations, small_export, tmp_path):
+    from tests.unit.selfplay import damaged
+    from tuneloop.selfplay.exports import ValidatorLimits
+
+    folder = tmp_path / "exports"
+    files = damaged.build_all(folder, damaged.arrays_of(small_export))
+    paths = sorted(str(p) for p in files.values()) + list(generations)
+    limits = ValidatorLimits(max_total_bytes=16 << 20)
+    report = stages.combine(paths, str(tmp_path / "set"), limits=limits)
+    warned = files["unknown key"]  # valid, with a warning: its rows count
+    valid_rows = sum(load_npz(p).num_positions for p in generations) + load_npz(warned).num_positions
+    assert report["fallback"] is False
+    assert report["num_positions"] == valid_rows == npz.open_dir(tmp_path / "set").num_positions
+    bad = {d.name for d in damaged.CLASSES if not d.warning_only}
+    assert report["rejected_count"] == len(bad) and set(report["rejected"]) == {str(files[n]) for n in bad}
+    assert all(report["rejected"][str(files[n])] for n in bad)  # each with its reasons
+    assert "unknown key 'engine_build'" in report["warnings"][str(warned)][0]
+    info = npz.read_dir_info(tmp_path / "set")["combine"]
+    assert info["rejected_count"] == len(bad) and info["exports_given"] == len(paths)
+
+
+def test_quality_score_weighs_positions_and_every_v2_key_is_kept(generations, tmp_path):
+    a = load_npz(generations[0])
+    n = a.num_positions
+    scored = replace(
+        a,
+        quality_score=np.full(n, 0.5, np.float32),
+        opponent_elo=np.where(np.arange(n) % 2, np.nan, 1500.0).astype(np.float32),
+        opponent_types=np.full(n, npz.OPPONENT_TYPES.index("heuristic"), np.uint8),
+        heuristics=np.arange(3 * n, dtype=np.float32).reshape(n, 3) / (3 * n),
+    )
+    pa = str(npz.save_npz(tmp_path / "scored.npz", scored))
+    b = load_npz(generations[1])
+    v1 = replace(b, schema_version=1, opponent_types=None, engine_modes=None, move_types=None)
+    pb = str(npz.save_npz(tmp_path / "v1.npz", v1))
+    report = combine_exports([pa, pb], tmp_path / "set", CombineConfig(freshness_half_life=float("inf")))
+    data = npz.open_dir(tmp_path / "set")
+    # freshest first: generation 1 (the v1 file), then the scored generation 0
+    nb = b.num_positions
+    assert [s["quality_from"] for s in report["sources"]] == ["victory_types", "quality_score"]
+    assert [s["schema_version"] for s in report["sources"]] == [1, npz.SCHEMA_VERSION]
+    w = data.sample_weights
+    assert w[nb] == pytest.approx(0.5 * w[0], rel=1e-5)  # quality 0.5 against the v1 file's 1.0
+    np.testing.assert_allclose(data.quality_score[:nb], 1.0)  # the quality those rows were weighed with
+    np.testing.assert_allclose(data.quality_score[nb:], 0.5)
+    np.testing.assert_array_equal(data.heuristics[nb:], scored.heuristics)
+    assert np.isnan(data.heuristics[:nb]).all() and np.isnan(data.opponent_elo[:nb]).all()
+    np.testing.assert_array_equal(data.opponent_elo[nb:], scored.opponent_elo)
+    assert (data.opponent_types[:nb] == 0).all()  # "unknown" for the v1 rows
+    assert (data.opponent_types[nb:] == npz.OPPONENT_TYPES.index("heuristic")).all()
+    assert set(report["optional_keys"]) >= {npz.QUALITY_SCORE, npz.OPPONENT_ELO, npz.HEURISTICS}
+
+
+def test_heuristics_of_different_widths_are_dropped_and_reported(generations, tmp_path):
+    paths = []
+    for i, width in enumerate((2, 3)):
+        ps = load_npz(generations[i])
+        h = np.zeros((ps.num_positions, width), np.float32)
+        paths.append(str(npz.save_npz(tmp_path / f"h{width}.npz", replace(ps, heuristics=h))))
+    report = combine_exports(paths, tmp_path / "set")
+    assert "widths [2, 3]" in report["dropped_columns"]["heuristics"]
+    assert npz.open_dir(tmp_path / "set").heuristics is None
+    assert report["num_positions"] == sum(load_npz(p).num_positions for p in paths)
