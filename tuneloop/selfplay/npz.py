@@ -416,18 +416,23 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 def _hash_rows(a: np.ndarray, salt: int) -> np.ndarray:
-    """A 64-bit hash of every row of ``a`` (its bytes), chunked so the temporaries stay small."""
+    """A 64-bit hash of every row of ``a`` (its bytes, as 64-bit words), chunked so temporaries stay small."""
     n = a.shape[0]
     width = int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize
     out = np.zeros(n, dtype=np.uint64)
     if n == 0 or width == 0:
         return out
-    weights = _mix(np.arange(1, width + 1, dtype=np.uint64) * np.uint64(_MIX[0]) + np.uint64(salt))
+    words = -(-width // 8)
+    weights = _mix(np.arange(1, words + 1, dtype=np.uint64) * np.uint64(_MIX[0]) + np.uint64(salt))
     weights |= np.uint64(1)
-    step = max(1, _HASH_CHUNK_BYTES // (8 * width))
+    step = max(1, _HASH_CHUNK_BYTES // (8 * words))
     for lo in range(0, n, step):
         raw = np.ascontiguousarray(a[lo : lo + step]).view(np.uint8).reshape(-1, width)
-        out[lo : lo + step] = (raw.astype(np.uint64) * weights).sum(axis=1)
+        if width % 8:
+            padded = np.zeros((raw.shape[0], 8 * words), dtype=np.uint8)
+            padded[:, :width] = raw
+            raw = padded
+        out[lo : lo + step] = (raw.view(np.uint64) * weights).sum(axis=1)
     return out
 
 

@@ -33,15 +33,17 @@ def synthetic_arrays(
     shape = board_shape(board)
     rng = np.random.default_rng(seed)
     c, h, w = shape.planes
-    feats = (rng.random((n, c, h, w)) < 0.3).astype(np.uint8)
+    feats = rng.integers(0, 2, size=(n, c, h, w), dtype=np.uint8)
     globs = rng.random((n, shape.num_globals), dtype=np.float32)
     lengths = rng.integers(1, min(max_entries, shape.policy_size) + 1, size=n)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    order = np.argsort(rng.random((n, shape.policy_size)), axis=1)[:, : int(lengths.max())]  # distinct per row
-    idx = order[np.arange(order.shape[1])[None, :] < lengths[:, None]].astype(np.int32)
-    raw = rng.random(int(offsets[-1])).astype(np.float64) + 0.05
-    sums = np.add.reduceat(raw, offsets[:-1])
+    # distinct ids within a row: a random start, then consecutive ids (mod the policy size)
+    starts = np.repeat(rng.integers(0, shape.policy_size, size=n), lengths)
+    within = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], lengths)
+    idx = ((starts + within) % shape.policy_size).astype(np.int32)
+    raw = rng.random(int(offsets[-1]), dtype=np.float32) + np.float32(0.05)
+    sums = np.add.reduceat(raw, offsets[:-1], dtype=np.float64)
     vals = (raw / np.repeat(sums, lengths)).astype(np.float32)
     players = shape.num_players
     win = rng.integers(0, 2, size=n) * 2 - 1
@@ -341,7 +343,7 @@ CLASSES: list[Damage] = [
     Damage("header declares a huge shape", _forged_shape, ("features.npy", "declares shape", "nothing was allocated")),
     Damage("header declares too little", _forged_smaller, ("values.npy", "declares only")),
     Damage("zip directory declares gigabytes", _directory_bomb, ("max_total_bytes", "nothing was inflated")),
-    Damage("zip bomb", _small_bomb, ("max_total_bytes", "nothing was inflated")),
+    Damage("zip bomb (64 MiB)", _small_bomb, ("max_total_bytes", "nothing was inflated")),
     Damage("pickled object array", _pickled_object, ("game_ids.npy", "pickled Python objects", "never unpickled")),
     Damage("structured dtype", _structured, ("game_ids.npy", "structured dtype")),
     Damage("nested member", _nested, ("extra/features.npy", "folder")),
