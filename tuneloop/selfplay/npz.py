@@ -547,7 +547,7 @@ def check_arrays(
     # -- scalar metadata
     try:
         version = _scalar(arrays, META_SCHEMA_VERSION)
-        if not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
+        if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
             reasons.append(
                 f"{META_SCHEMA_VERSION}: {version!r} is not supported; this reader reads {list(SUPPORTED_SCHEMA_VERSIONS)}"
             )
@@ -564,7 +564,7 @@ def check_arrays(
     policy_size = None
     try:
         policy_size = _scalar(arrays, META_POLICY_SIZE)
-        if not isinstance(policy_size, int) or not 1 <= policy_size <= MAX_POLICY_SIZE:
+        if isinstance(policy_size, bool) or not isinstance(policy_size, int) or not 1 <= policy_size <= MAX_POLICY_SIZE:
             reasons.append(
                 f"{META_POLICY_SIZE}: {policy_size!r} must be a positive integer (distinct actions) below 2**31"
             )
@@ -830,10 +830,11 @@ def save_dir(
     """Write a training set as ``<key>.npy`` files + ``metadata.json`` (atomically: temp dir + rename).
 
     ``info`` is merged into ``metadata.json`` (sources, weights, counts); an existing directory at
-    ``path`` is replaced only after the new one is complete.
+    ``path`` is replaced only after the new one is complete. (The duplicate-position rule is for
+    exports: combine has already deduplicated the games.)
     """
     arrays = positions.to_arrays()
-    reasons = validate_arrays(arrays)
+    reasons = validate_arrays(arrays, max_duplicate_fraction=1.0)
     if reasons:
         raise SchemaError(str(path), reasons)
     dest = Path(path)
@@ -900,4 +901,8 @@ def open_dir(path: str | os.PathLike, *, mmap: bool = True, validate: bool = Tru
         raise SchemaError(str(p), [f"no {DIR_METADATA}; pass the directory written by combine"]) from exc
     except (OSError, ValueError) as exc:
         raise SchemaError(str(p), [f"not a readable combined directory ({exc})"]) from exc
-    return from_arrays(arrays, source=str(p), validate=validate)
+    if validate:
+        reasons = validate_arrays(arrays, max_duplicate_fraction=1.0)  # combine deduplicated the games
+        if reasons:
+            raise SchemaError(str(p), reasons)
+    return from_arrays(arrays, source=str(p), validate=False)
