@@ -149,17 +149,20 @@ def selfplay_registry(registry_uri: str, model_name: str):
 
     if not isinstance(registry_uri, str) or not registry_uri.strip():
         raise ConfigError("registry_uri is empty; pass a directory or gs:// prefix for the model registry")
+    refusal = (
+        f"registry_uri={registry_uri!r}: self-play cannot use Vertex AI Model Registry: it moves the champion "
+        "alias by compare-and-set (Vertex aliases have none, and parallel board configs promote at once) and "
+        "keeps its curriculum state next to the model. Pass a gs://BUCKET/PREFIX (or a directory) for the "
+        "file registry; tune-and-promote can still use vertex://"
+    )
     try:
         registry = open_registry(registry_uri, model_name)
     except ValueError as exc:
         raise ConfigError(f"registry_uri={registry_uri!r} / model_name={model_name!r}: {exc}") from exc
+    except ImportError as exc:  # the Vertex client is not installed: the answer is the same
+        raise ConfigError(refusal) from exc
     if not isinstance(registry, FileRegistry):
-        raise ConfigError(
-            f"registry_uri={registry_uri!r}: self-play cannot use Vertex AI Model Registry: it moves the champion "
-            "alias by compare-and-set (Vertex aliases have none, and parallel board configs promote at once) and "
-            "keeps its curriculum state next to the model. Pass a gs://BUCKET/PREFIX (or a directory) for the "
-            "file registry; tune-and-promote can still use vertex://"
-        )
+        raise ConfigError(refusal)
     return registry
 
 
