@@ -1,7 +1,7 @@
-"""Self-play: plan shards, play them, combine, gate, train, run the gauntlet, promote.
+"""Self-play: check and plan the run, play shards, combine, gate, train, run the gauntlet, promote.
 
-Each body calls one function of ``tuneloop.selfplay.stages``; torch is imported only by the tasks
-that play, train or judge with a net.
+Each body calls one function of ``tuneloop.selfplay.stages`` or ``tuneloop.selfplay.run``; torch is
+imported only by the tasks that play, train or judge with a net.
 """
 
 from typing import NamedTuple
@@ -16,60 +16,63 @@ def check_selfplay_config(
     registry_uri: str,
     model_name: str,
     board_config: str,
+    board_configs: dict,
+    total_games: int,
+    num_shards: int,
+    seed: int,
     min_vs_random: float,
     min_vs_heuristic: float,
     min_vs_best: float,
-) -> NamedTuple(
-    "SelfplayConfigOutputs", champion_version=str, champion_dir=str, generation=int, thresholds=dict
-):
-    """Check the run's parameters, then read the champion the candidate will be judged against.
+    freshness_half_life: float,
+    settings: dict,
+    adaptive: bool,
+    run_name: str,
+    accelerator_type: str,
+    accelerator_count: int,
+    cpu_limit: str,
+    memory_limit: str,
+) -> list:
+    """Parse and check every setting, read each board config's champion and the curriculum, plan the run.
 
-    Fails, before any game is played, on an unknown board config, a bar outside [0, 1], a bad
-    registry or model name, or a champion that plays another board config.
+    Fails, before any game is played, on an unknown board config, a bar outside [0, 1], an unknown or
+    bad setting (named, with the valid keys), a bad registry (a vertex:// one is refused with the
+    reason) or model name, or a champion that plays another board config.
 
     Args:
         registry_uri: Registry root (directory or gs:// prefix).
-        model_name: Registry model name (one per board config).
-        board_config: Board config to play and train, e.g. hex8_2p.
+        model_name: Registry model name (one board config), or the family of per-config models.
+        board_config: Board config to play and train when board_configs is empty, e.g. hex8_2p.
+        board_configs: Curriculum weights per board config ({} = board_config alone).
+        total_games: Game budget of the run (the curriculum record may have moved it).
+        num_shards: Most self-play tasks over all configs.
+        seed: Base seed (mixed with the run name).
         min_vs_random: Minimum gauntlet score against the random player.
         min_vs_heuristic: Minimum gauntlet score against the heuristic (rollout MCTS).
         min_vs_best: Minimum gauntlet score against the champion (no regression).
+        freshness_half_life: Generations after which an export's weight halves.
+        settings: The other settings by section (thresholds, combine, gauntlet, curriculum, momentum, validator).
+        adaptive: Play with the weights and budget the registry's curriculum record holds.
+        run_name: The pipeline run's name.
+        accelerator_type: The training task's accelerator, checked against Vertex's names.
+        accelerator_count: The training task's accelerator count.
+        cpu_limit: The training task's vCPUs.
+        memory_limit: The training task's memory.
 
     Returns:
-        The champion's version and model directory ("" when there is none), the data generation of
-        the games it plays (0 = rollout MCTS), and the promotion thresholds as one record.
+        One item per board config for the ParallelFor: its model, champion and shards, and the run
+        config every later task receives (JSON: the parsed settings and the plan, i.e. the weights and
+        budget and where they came from). One output: kfp.local loops over single-output tasks only.
     """
-    from collections import namedtuple
+    from tuneloop.selfplay.run import check_run
 
-    from tuneloop.selfplay.stages import check_config
-
-    bars = {"min_vs_random": min_vs_random, "min_vs_heuristic": min_vs_heuristic, "min_vs_best": min_vs_best}
-    r = check_config(registry_uri, model_name, board_config, bars)
-    return namedtuple("SelfplayConfigOutputs", "champion_version champion_dir generation thresholds")(
-        r["version"], r["model_dir"], r["generation"], r["thresholds"]
-    )
-
-
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def plan_selfplay_shards(
-    board_config: str, total_games: int, num_shards: int, seed: int, model_dir: str, generation: int
-) -> list:
-    """Split the run's games into shards for a ParallelFor.
-
-    Args:
-        board_config: Board config to play.
-        total_games: Games across all shards.
-        num_shards: Most shards (the fan-out width).
-        seed: Base seed; every shard gets its own.
-        model_dir: The net that plays (the champion; "" = rollout MCTS, generation 0).
-        generation: Data generation of the games.
-
-    Returns:
-        ``[{"shard", "config_name", "games", "seed", "generation", "model_dir"}, ...]``.
-    """
-    from tuneloop.selfplay.stages import plan
-
-    return plan(board_config, total_games, num_shards, seed, model_dir, generation)
+    return check_run(
+        registry_uri=registry_uri, model_name=model_name, board_config=board_config, board_configs=board_configs,
+        total_games=total_games, num_shards=num_shards, seed=seed, min_vs_random=min_vs_random,
+        min_vs_heuristic=min_vs_heuristic, min_vs_best=min_vs_best, freshness_half_life=freshness_half_life,
+        settings=settings, adaptive=adaptive, run_name=run_name,
+        gpu={"accelerator_type": accelerator_type, "accelerator_count": accelerator_count, "cpu_limit": cpu_limit,
+             "memory_limit": memory_limit},
+    )["configs"]
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -100,46 +103,48 @@ def play_selfplay_shard(shard: dict, simulations: int, uct_c: float, export: Out
 def combine_exports(
     exports: Input[list[Dataset]],
     board_config: str,
-    freshness_half_life: float,
+    run_config: str,
     data_root: str,
     history_runs: int,
     run_name: str,
     training_set: Output[Dataset],
-) -> NamedTuple("CombineOutputs", num_games=int, num_positions=int, fallback=bool):
+) -> NamedTuple("CombineOutputs", num_games=int, num_positions=int, fallback=bool, rejected=int):
     """Merge the shards' exports, and earlier runs' kept under ``data_root``, into one training set.
 
-    Exports are validated, deduplicated and weighted by freshness (older generations weigh less).
-    When combination fails, the latest valid export alone becomes the training set and the
-    outputs say so (``fallback``); the run fails only when no export is valid.
+    Every export is validated (bounded in memory and time); a bad one is skipped and listed with its
+    reasons, never fatal. The valid ones are deduplicated and weighted by freshness and quality. Only
+    when combining the valid exports fails does the latest valid export alone become the training set
+    (``fallback``, with the reason); the task fails only when no export is valid.
 
     Args:
         exports: The NPZ exports of the ParallelFor (``dsl.Collected``).
         board_config: Keep only exports of this board config.
-        freshness_half_life: Generations after which an export's weight halves.
+        run_config: The run config of check-selfplay-config (combine and validator settings).
         data_root: Where runs keep their exports for later runs ("" = this run's games only).
         history_runs: Earlier runs whose exports join this training set.
         run_name: This run's name (its exports' folder under ``data_root``).
         training_set: The memory-mappable training set (a directory of ``.npy`` + metadata.json).
 
     Returns:
-        Games and positions in the training set, and whether the fallback was used.
+        Games and positions in the training set, whether the fallback was used, and the exports rejected.
     """
     from collections import namedtuple
 
-    from tuneloop.selfplay.stages import combine_with_history
+    from tuneloop.selfplay.run import combine_for_run
 
-    r = combine_with_history([e.path for e in exports], training_set.path, data_root=data_root,
-                             run_name=run_name, history_runs=history_runs,
-                             freshness_half_life=freshness_half_life, board_config=board_config)
+    r = combine_for_run([e.path for e in exports], training_set.path, run_config=run_config,
+                        board_config=board_config, data_root=data_root, run_name=run_name,
+                        history_runs=history_runs)
     training_set.metadata.update(
         board_config=r["board_config"],
         games=r["num_games"],
         fallback=r["fallback"],
         fallback_reason=r.get("fallback_reason", ""),
         earlier_exports=r["earlier_exports"],
+        rejected=r["rejected_count"],
     )
-    return namedtuple("CombineOutputs", "num_games num_positions fallback")(
-        r["num_games"], r["num_positions"], r["fallback"]
+    return namedtuple("CombineOutputs", "num_games num_positions fallback rejected")(
+        r["num_games"], r["num_positions"], r["fallback"], r["rejected_count"]
     )
 
 
@@ -214,6 +219,7 @@ def run_gauntlet(
     board_config: str,
     previous_best_dir: str,
     previous_best_version: str,
+    run_config: str,
     games: int,
     candidate_simulations: int,
     heuristic_simulations: int,
@@ -223,13 +229,15 @@ def run_gauntlet(
 ) -> bool:
     """Play the candidate against random, the heuristic (rollout MCTS) and the previous best.
 
-    Pairings stop early once the result is clear (SPRT); win rates come with confidence bounds.
+    Pairings stop early once the result is clear against the run's own bars (SPRT); win rates come
+    with confidence bounds.
 
     Args:
         model: The candidate net.
         board_config: Board config to play.
         previous_best_dir: The champion's model directory ("" = first generation: no such pairing).
         previous_best_version: The champion's version, carried to the promotion's compare-and-set.
+        run_config: The run config of check-selfplay-config (bars, gauntlet settings).
         games: Most games per pairing.
         candidate_simulations: PUCT simulations per candidate move (0 = policy argmax).
         heuristic_simulations: Rollout-MCTS simulations of the heuristic opponent.
@@ -240,18 +248,13 @@ def run_gauntlet(
     Returns:
         Whether this was the first generation (no previous best).
     """
-    from tuneloop.selfplay.stages import gauntlet, gauntlet_metrics, local_dir
+    from tuneloop.selfplay.run import gauntlet_for_run
+    from tuneloop.selfplay.stages import gauntlet_metrics
 
-    r = gauntlet(
-        model.path,
-        board_config,
-        local_dir(previous_best_dir),
-        games=games,
-        candidate_simulations=candidate_simulations,
-        heuristic_simulations=heuristic_simulations,
-        seed=seed,
-        previous_best_version=previous_best_version,
-        out_json=results.path,
+    r = gauntlet_for_run(
+        model.path, board_config, previous_best_dir, run_config=run_config,
+        previous_best_version=previous_best_version, games=games, candidate_simulations=candidate_simulations,
+        heuristic_simulations=heuristic_simulations, seed=seed, out_json=results.path,
     )
     for name, value in gauntlet_metrics(r).items():
         metrics.log_metric(name, value)
@@ -264,7 +267,8 @@ def promote_selfplay(
     results: Input[Artifact],
     model: Input[Model],
     training_set: Input[Dataset],
-    thresholds: dict,
+    run_config: str,
+    board_config: str,
     registry_uri: str,
     model_name: str,
     run_name: str,
@@ -274,20 +278,22 @@ def promote_selfplay(
 ) -> NamedTuple("SelfplayPromoteOutputs", blessed=bool, promoted_version=str, champion=str):
     """Bless the candidate from its gauntlet results; register it and move ``champion`` if blessed.
 
-    Not blessed is a recorded no-op. If another run moved the champion after the gauntlet, the
-    compare-and-set fails and this task fails with the reason (the summary is written first).
+    Not blessed is a recorded no-op. Either way the gauntlet's Elo joins the registry's curriculum
+    record, which rebalances the next run's weights and budget. If another run moved the champion
+    after the gauntlet, the compare-and-set fails and this task fails with the reason (the summary is
+    written first).
 
     Args:
         results: The gauntlet's results.
         model: The candidate net.
         training_set: The training set (its games are stored with the version).
-        thresholds: Minimum scores: ``min_vs_random``, ``min_vs_heuristic``, ``min_vs_best``,
-            ``min_games`` per pairing (``{}`` = none: not blessed, fail closed).
+        run_config: The run config of check-selfplay-config (bars, curriculum, momentum).
+        board_config: The board config of this net.
         registry_uri: Registry root.
-        model_name: Registry model name.
+        model_name: Registry model name of this board config.
         run_name: Pipeline run name, recorded in lineage and the summary path.
         reports_uri: Where ``<run_name>/summary.json`` is written too ("" = artifact only).
-        summary: The run summary (training set, gauntlet, decision, promoted version).
+        summary: The run summary (training set and its rejected exports, gauntlet, decision, curriculum).
         report: The gauntlet report (HTML, self-contained): win rates with intervals against the bars,
             games played against the early-stop bound, the Elo ladder across generations.
 
@@ -296,21 +302,48 @@ def promote_selfplay(
     """
     from collections import namedtuple
 
-    from tuneloop.selfplay.stages import promote_and_report
+    from tuneloop.selfplay.run import promote_and_report
 
     r = promote_and_report(
-        results_path=results.path,
-        model_dir=model.path,
-        combined_dir=training_set.path,
-        thresholds=thresholds,
-        registry_root=registry_uri,
-        model_name=model_name,
-        run_name=run_name,
-        reports_uri=reports_uri,
-        summary_path=summary.path,
-        report_path=report.path,
+        results_path=results.path, model_dir=model.path, combined_dir=training_set.path, run_config=run_config,
+        config_name=board_config, model_name=model_name, registry_root=registry_uri, run_name=run_name,
+        reports_uri=reports_uri, summary_path=summary.path, report_path=report.path,
     )
     summary.metadata.update(promoted=r["promoted_version"] or "", champion=r["champion_after"] or "")
     return namedtuple("SelfplayPromoteOutputs", "blessed promoted_version champion")(
         r["decision"]["blessed"], r["promoted_version"] or "", r["champion_after"] or ""
+    )
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def record_selfplay_skip(
+    reason: str,
+    training_set: Input[Dataset],
+    run_config: str,
+    board_config: str,
+    registry_uri: str,
+    model_name: str,
+    run_name: str,
+    reports_uri: str,
+    summary: Output[Artifact],
+):
+    """Record a board config that had too few games this run: a summary, not a failure.
+
+    Args:
+        reason: Why training was skipped (the gate's reason).
+        training_set: The combined training set (its rejected exports are listed).
+        run_config: The run config of check-selfplay-config.
+        board_config: The board config skipped.
+        registry_uri: Registry root.
+        model_name: Registry model name of this board config.
+        run_name: Pipeline run name.
+        reports_uri: Where ``<run_name>/summary.json`` is written too ("" = artifact only).
+        summary: The run summary (``skipped``: true, the reason).
+    """
+    from tuneloop.selfplay.run import record_skip_for_run
+
+    record_skip_for_run(
+        reason=reason, combined_dir=training_set.path, run_config=run_config, config_name=board_config,
+        model_name=model_name, registry_root=registry_uri, run_name=run_name, reports_uri=reports_uri,
+        summary_path=summary.path,
     )

@@ -20,7 +20,6 @@ NAMES = ["continuous-tuning", "export-dataset", "selfplay-training", "tune-and-p
 # component -> why its result follows from its inputs alone
 CACHEABLE = {
     "tune-model": "a content-addressed dataset + base model + hyperparameters; hosted jobs are keyed the same way",
-    "plan-selfplay-shards": "arithmetic on its parameters",
     "play-selfplay-shard": "seeded games of a given (immutable) champion version",
     "gate-training-set": "counts the games of its input artifact",
     "train-policy-value-net": "seeded training on its input artifact",
@@ -28,7 +27,7 @@ CACHEABLE = {
 }
 # component -> the outside state that makes it uncacheable (each must appear in some template)
 NEVER_CACHED = {
-    "check-config": "the registry (and, soon, credentials)",
+    "check-config": "the registry, and the credentials in the task's environment",
     "extract-examples": "the warehouse since the watermark",
     "prepare-dataset": "the dataset root's state (previous dataset, watermark); it publishes",
     "claim-tuning": "the claims under the dataset root; it writes one",
@@ -38,6 +37,7 @@ NEVER_CACHED = {
     "check-selfplay-config": "the registry's champion",
     "combine-exports": "earlier runs' exports under data_root; it keeps this run's",
     "promote-selfplay": "the registry (compare-and-set of the champion)",
+    "record-selfplay-skip": "the registry's champion and curriculum record; writes the summary",
 }
 
 

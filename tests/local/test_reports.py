@@ -20,12 +20,12 @@ from tests.local.conftest import run, summaries
 from tests.reports_fixtures import ESCAPED_XSS, XSS, chat_blessing, classification_record
 from tuneloop.reports import render_evaluation
 
-# A selfplay-training run in seconds: 4 games, a 1x8 net, 2 gauntlet games per pairing, no bars.
+# A selfplay-training run in seconds: 4 games, a 1x8 net, 2 gauntlet games per pairing, bars it clears.
 TINY_SELFPLAY = {
     "model_name": "hex5-agent", "board_config": "hex5_2p", "total_games": 4, "num_shards": 1, "simulations": 8,
     "min_games": 1, "blocks": 1, "channels": 8, "steps": 5, "batch_size": 16, "gauntlet_games": 2,
     "candidate_simulations": 0, "heuristic_simulations": 4,
-    "min_vs_random": 0.0, "min_vs_heuristic": 0.0, "min_vs_best": 0.0,
+    "min_vs_random": 0.01, "min_vs_heuristic": 0.01, "min_vs_best": 0.01,
 }
 
 

@@ -192,3 +192,20 @@ def absolute(values_rel: np.ndarray, player: int, num_players: int) -> np.ndarra
 def load_game(name: str) -> GameAdapter:
     """The (cached) :class:`GameAdapter` for board config ``name``."""
     return GameAdapter(board_config(name))
+
+
+@functools.cache
+def board_shape(name: str) -> npz.BoardShape:
+    """What board config ``name`` fixes in an export: planes, globals width, policy size, players.
+
+    Raises:
+        ValueError: ``name`` is not a board config (the message lists the known ones).
+    """
+    adapter = load_game(name)
+    return npz.BoardShape(
+        name=name,
+        planes=tuple(int(d) for d in adapter.planes_shape),
+        num_globals=int(adapter.num_globals),
+        policy_size=int(adapter.policy_size),
+        num_players=int(adapter.num_players),
+    )

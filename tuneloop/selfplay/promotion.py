@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tuneloop.config import from_mapping, setting
 from tuneloop.selfplay.gauntlet import (
     HEURISTIC,
     MIN_VS_BEST,
@@ -25,7 +26,7 @@ from tuneloop.selfplay.gauntlet import (
 
 @dataclass(frozen=True)
 class PromotionThresholds:
-    """Minimum gauntlet scores for a blessing.
+    """Minimum gauntlet scores for a blessing (also the gauntlet's early-stopping targets).
 
     Attributes:
         min_vs_random: minimum score against the random player.
@@ -34,10 +35,10 @@ class PromotionThresholds:
         min_games: a pairing with fewer games is not trusted (not blessed).
     """
 
-    min_vs_random: float = MIN_VS_RANDOM
-    min_vs_heuristic: float = MIN_VS_HEURISTIC
-    min_vs_best: float = MIN_VS_BEST
-    min_games: int = 1
+    min_vs_random: float = setting(MIN_VS_RANDOM, help="minimum gauntlet score against the random player")
+    min_vs_heuristic: float = setting(MIN_VS_HEURISTIC, help="minimum gauntlet score against rollout MCTS")
+    min_vs_best: float = setting(MIN_VS_BEST, help="minimum score against the champion (no regression)")
+    min_games: int = setting(1, help="a pairing with fewer games is not trusted (not blessed)")
 
     def __post_init__(self) -> None:
         for name in ("min_vs_random", "min_vs_heuristic", "min_vs_best"):
@@ -47,13 +48,15 @@ class PromotionThresholds:
         if self.min_games < 1:
             raise ValueError(f"min_games: {self.min_games} must be >= 1")
 
+    @property
+    def targets(self) -> tuple[float, float, float]:
+        """The gauntlet's early-stopping targets: ``(random, heuristic, previous best)``."""
+        return (self.min_vs_random, self.min_vs_heuristic, self.min_vs_best)
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PromotionThresholds:
-        """Thresholds from a plain dict (pipeline parameter); unknown keys are an error."""
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"thresholds: unknown keys {unknown}; use {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+        """Thresholds from a plain dict (pipeline parameter): :func:`tuneloop.config.from_mapping`."""
+        return from_mapping(cls, d, what="thresholds")
 
 
 def decide_promotion(
@@ -132,6 +135,37 @@ def decide_promotion(
     }
 
 
+def selfplay_registry(registry_uri: str, model_name: str):
+    """The registry of a self-play model, opened with :func:`tuneloop.registry.open_registry`.
+
+    Self-play needs a champion alias moved by a real compare-and-set and a place for its curriculum
+    state (:mod:`tuneloop.selfplay.curriculum`): the file/GCS registry has both.
+
+    Raises:
+        ConfigError: an empty or malformed URI, or a ``vertex://`` one (the message says why and what to use).
+    """
+    from tuneloop.config import ConfigError
+    from tuneloop.registry import FileRegistry, open_registry
+
+    if not isinstance(registry_uri, str) or not registry_uri.strip():
+        raise ConfigError("registry_uri is empty; pass a directory or gs:// prefix for the model registry")
+    refusal = (
+        f"registry_uri={registry_uri!r}: self-play cannot use Vertex AI Model Registry: it moves the champion "
+        "alias by compare-and-set (Vertex aliases have none, and parallel board configs promote at once) and "
+        "keeps its curriculum state next to the model. Pass a gs://BUCKET/PREFIX (or a directory) for the "
+        "file registry; tune-and-promote can still use vertex://"
+    )
+    try:
+        registry = open_registry(registry_uri, model_name)
+    except ValueError as exc:
+        raise ConfigError(f"registry_uri={registry_uri!r} / model_name={model_name!r}: {exc}") from exc
+    except ImportError as exc:  # the Vertex client is not installed: the answer is the same
+        raise ConfigError(refusal) from exc
+    if not isinstance(registry, FileRegistry):
+        raise ConfigError(refusal)
+    return registry
+
+
 def promote(
     *,
     registry_root: str,
@@ -152,9 +186,9 @@ def promote(
     Raises:
         ChampionMoved: the champion changed since the gauntlet ran (the version stays registered).
     """
-    from tuneloop.registry import ChampionMoved, FileRegistry
+    from tuneloop.registry import ChampionMoved
 
-    registry = FileRegistry(registry_root, model_name)
+    registry = selfplay_registry(registry_root, model_name)
     before = registry.champion()
     out: dict[str, Any] = {
         "blessed": bool(decision.get("blessed")),

@@ -130,7 +130,7 @@ def _advance_chance(game: _Game) -> None:
         st.apply_action(int(outcomes[int(game.rng.choice(len(outcomes), p=probs / probs.sum()))][0]))
 
 
-def _record(adapter: GameAdapter, game: _Game, counts: np.ndarray) -> None:
+def _record(adapter: GameAdapter, game: _Game, counts: np.ndarray, move_type: str) -> None:
     planes, globs = adapter.encode(game.state, game.decisions)
     policy = policy_from_counts(counts)
     idx = np.flatnonzero(policy > 0).astype(np.int32)
@@ -143,6 +143,7 @@ def _record(adapter: GameAdapter, game: _Game, counts: np.ndarray) -> None:
             "player": adapter.to_move(game.state),
             "phase": adapter.phase(game.state, game.decisions),
             "move": game.decisions,
+            "move_type": npz.MOVE_TYPES.index(move_type),
         }
     )
 
@@ -159,7 +160,8 @@ def play(config: SelfPlayConfig, evaluate: Evaluator | None = None) -> npz.Posit
         evaluate: batched network evaluator for PUCT; None = rollout MCTS (generation 0).
 
     Returns:
-        A :class:`npz.PositionSet` (sample weights 1, timestamps = game end times).
+        A :class:`npz.PositionSet` (sample weights 1, timestamps = game end times, opponent "self",
+        the engine mode and each move's type: searched, sampled in the opening, or forced).
     """
     adapter = load_game(config.config_name)
     limit = config.max_moves or adapter.max_game_length
@@ -231,12 +233,12 @@ def _step(adapter: GameAdapter, game: _Game, config: SelfPlayConfig, search) -> 
         counts = np.zeros(adapter.policy_size, dtype=np.float32)
         counts[legal[0]] = 1.0
         if config.record_forced:
-            _record(adapter, game, counts)
+            _record(adapter, game, counts, "forced")
         action = legal[0]
     else:
         counts = search(game.state)
-        _record(adapter, game, counts)
         temp = config.temperature if game.decisions < config.opening_plies else 0.0
+        _record(adapter, game, counts, "sampled" if temp > 0 else "searched")
         action = choose_move(counts, temp, game.rng)
     game.state.apply_action(int(action))
     game.decisions += 1
@@ -281,6 +283,9 @@ def _to_positions(
         game_ids=np.array([r["gid"] for r in rows], dtype=np.int64),
         sample_weights=np.ones(len(rows), dtype=np.float32),
         timestamps=np.array([r["t"] for r in rows], dtype=np.float64),
+        opponent_types=np.full(len(rows), npz.OPPONENT_TYPES.index("self"), dtype=np.uint8),
+        engine_modes=np.full(len(rows), npz.ENGINE_MODES.index(search), dtype=np.uint8),
+        move_types=np.array([r["move_type"] for r in rows], dtype=np.uint8),
         board_config=config.config_name,
         policy_size=adapter.policy_size,
         metadata={
@@ -334,5 +339,5 @@ def plan_shards(
             n = int(g) // k + (1 if j < int(g) % k else 0)
             plan.append({"shard": len(plan), "config_name": name, "games": n})
     for entry in plan:
-        entry["seed"] = int(seed) * 1000003 + entry["shard"]
+        entry["seed"] = (int(seed) * 1000003 + entry["shard"]) % (2**31 - 1)  # OpenSpiel seeds are C ints
     return plan

@@ -1,9 +1,10 @@
-"""The self-play pipeline's stages: one plain function per component, plain params in, JSON-able out.
+"""The self-play stages: one plain function per step, plain params in, JSON-able out.
 
-``selfplay-training``: :func:`plan_shards` -> :func:`selfplay_shard` (ParallelFor) -> :func:`combine`
-(Collected) -> :func:`gate` -> :func:`train` -> :func:`gauntlet` -> :func:`decide_promotion` ->
-:func:`promote`. :func:`champion` reads the current champion (the gauntlet's previous best and the
-compare-and-set's expected version). Torch is imported only inside the stages that need it.
+:func:`plan_shards` -> :func:`selfplay_shard` (ParallelFor) -> :func:`combine` (Collected) ->
+:func:`gate` -> :func:`train` -> :func:`gauntlet` -> :func:`decide_promotion` -> :func:`promote`.
+:func:`champion` reads the current champion (the gauntlet's previous best and the compare-and-set's
+expected version). :mod:`tuneloop.selfplay.run` is the glue the KFP components call (the parsed
+settings, the curriculum, the export history). Torch is imported only inside the stages that need it.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from tuneloop.selfplay import npz
 from tuneloop.selfplay.combine import CombineConfig, combine_or_fallback
+from tuneloop.selfplay.exports import ValidatorLimits
 from tuneloop.selfplay.games import board_config
-from tuneloop.selfplay.promotion import PromotionThresholds
+from tuneloop.selfplay.promotion import PromotionThresholds, selfplay_registry
 from tuneloop.selfplay.promotion import decide_promotion as _decide
 from tuneloop.selfplay.selfplay import plan_shards as _plan_shards
 
@@ -126,21 +128,37 @@ def combine(
     draw_weight: float = 1.0,
     dedup: bool = True,
     board_config: str | None = None,
+    *,
+    config: CombineConfig | None = None,
+    limits: ValidatorLimits | None = None,
+    info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Merge exports into a memory-mappable training set; falls back to the latest export on failure.
+    """Merge the valid exports into a memory-mappable training set; bad exports are skipped and listed.
+
+    Args:
+        npz_paths: the exports.
+        out_dir: the training-set directory to write.
+        freshness_half_life, truncated_weight, draw_weight, dedup: see :class:`CombineConfig`
+            (ignored when ``config`` is given).
+        board_config: train this board config ("" or None = the freshest export's).
+        config: all the combine settings at once (``settings.combine``).
+        limits: the export validator's bounds (``settings.validator``).
+        info: added to the report and the set's ``metadata.json``.
 
     Returns:
-        The combination report; ``fallback`` is True (with ``fallback_reason``) when combination
-        failed and only the latest valid export was used.
+        The combination report: ``rejected`` lists every skipped export with its reasons; ``fallback``
+        is True (with ``fallback_reason``) only when combining the valid exports failed and the latest
+        valid export alone became the training set.
     """
-    cfg = CombineConfig(
-        freshness_half_life=freshness_half_life,
-        truncated_weight=truncated_weight,
-        draw_weight=draw_weight,
-        dedup=dedup,
-        board_config=board_config or None,  # KFP passes "" for an unset optional string
-    )
-    return combine_or_fallback([str(p) for p in npz_paths], out_dir, cfg)
+    if config is None:
+        config = CombineConfig(
+            freshness_half_life=freshness_half_life,
+            truncated_weight=truncated_weight,
+            draw_weight=draw_weight,
+            dedup=dedup,
+        )
+    cfg = replace(config, board_config=board_config or None)  # KFP passes "" for an unset optional string
+    return combine_or_fallback([str(p) for p in npz_paths], out_dir, cfg, limits=limits, info=info)
 
 
 def gate(combined_dir: str, min_games: int = DEFAULT_MIN_GAMES) -> dict[str, Any]:
@@ -202,9 +220,7 @@ def train(
 
 def champion(registry_root: str, model_name: str) -> dict[str, Any]:
     """The current champion: ``{"version": "v3"|None, "model_dir": path|None}``."""
-    from tuneloop.registry import FileRegistry
-
-    rec = FileRegistry(registry_root, model_name).champion()
+    rec = selfplay_registry(registry_root, model_name).champion()
     if rec is None:
         return {"version": None, "model_dir": None}
     return {"version": rec.version, "model_dir": rec.model_uri}
@@ -224,6 +240,11 @@ def gauntlet(
     targets: Sequence[float] | None = None,
     opening_plies: int = 2,
     max_moves: int | None = None,
+    wave: int = 10,
+    heuristic_uct_c: float = 2.0,
+    sprt_delta: float = 0.05,
+    sprt_alpha: float = 0.05,
+    sprt_beta: float = 0.05,
     threads: int | None = None,
     device: str = "auto",
     out_json: str | None = None,
@@ -240,10 +261,13 @@ def gauntlet(
         heuristic_simulations: rollout-MCTS simulations of the heuristic opponent.
         seed: seeds openings, players and chance.
         previous_best_version: the champion's registry version, carried to the promotion's CAS.
-        targets: early-stopping targets (random, heuristic, previous best); None = the promotion
-            thresholds' defaults (0.85, 0.60, 0.45).
+        targets: early-stopping targets (random, heuristic, previous best): the run's promotion
+            thresholds (``PromotionThresholds.targets``); None = the defaults (0.85, 0.60, 0.45).
         opening_plies: random opening moves shared by seat-swapped game pairs.
         max_moves: decision limit per game (a draw when reached).
+        wave: games played together; early stopping is checked between waves.
+        heuristic_uct_c: UCT constant of the heuristic opponent.
+        sprt_delta, sprt_alpha, sprt_beta: the early stop's SPRT (see :class:`GauntletConfig`).
         threads: torch threads (None = free cores).
         device: ``auto``, ``cpu`` or ``cuda``.
         out_json: also write the results here.
@@ -270,6 +294,11 @@ def gauntlet(
         opening_plies=opening_plies,
         max_moves=max_moves,
         seed=seed,
+        wave=wave,
+        heuristic_uct_c=heuristic_uct_c,
+        sprt_delta=sprt_delta,
+        sprt_alpha=sprt_alpha,
+        sprt_beta=sprt_beta,
         **({"targets": tuple(float(t) for t in targets)} if targets else {}),
     )
     results = run_gauntlet(config_name, nets[0], cfg, previous_best=nets[1])
@@ -346,71 +375,9 @@ def promote(
     )
 
 
-# -- glue for the KFP components (components/selfplay.py) ------------------------------------------
+# -- helpers of the KFP components (components/selfplay.py) ------------------------------------------
 # KFP passes dict and list parameters as JSON, where every number arrives as a float, and a registry
 # may hold its models under gs://; these helpers take the values as a component receives them.
-
-
-def check_config(
-    registry_root: str, model_name: str, config_name: str, thresholds: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The first task: check the run's parameters, then read the champion the candidate will face.
-
-    Returns:
-        ``{"version", "model_dir", "generation"}`` of the champion (``"", "", 0`` when there is none;
-        ``generation`` is the data generation of the games it plays) and the checked ``thresholds``.
-
-    Raises:
-        ConfigError: a parameter is invalid, or the champion plays another board config.
-    """
-    from tuneloop.registry import FileRegistry
-    from tuneloop.stages import ConfigError
-
-    try:
-        board_config(config_name)
-    except ValueError as exc:
-        raise ConfigError(f"board_config={config_name!r} is invalid: {exc}") from exc
-    try:
-        checked = asdict(PromotionThresholds.from_dict(dict(thresholds or {})))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"thresholds={dict(thresholds or {})!r} is invalid: {exc}") from exc
-    if not registry_root:
-        raise ConfigError("registry_uri is empty; pass a directory or gs:// prefix for the model registry")
-    try:
-        rec = FileRegistry(registry_root, model_name).champion()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    if rec is None:
-        return {"version": "", "model_dir": "", "generation": 0, "thresholds": checked}
-    plays = (rec.config or {}).get("board_config")
-    if plays and plays != config_name:
-        raise ConfigError(
-            f"board_config={config_name!r}, but the champion {rec.version} of {model_name!r} plays "
-            f"{plays!r}; use one model_name per board config"
-        )
-    generation = (rec.config or {}).get("generation") or 0
-    return {
-        "version": rec.version,
-        "model_dir": rec.model_uri or "",
-        "generation": int(generation),
-        "thresholds": checked,
-    }
-
-
-def plan(
-    config_name: str,
-    total_games: int,
-    num_shards: int,
-    seed: int = 0,
-    model_dir: str = "",
-    generation: int = 0,
-) -> list[dict[str, Any]]:
-    """:func:`plan_shards` for one board config; every shard names the net that plays it.
-
-    ``model_dir`` is the champion (net-guided PUCT self-play, data ``generation``); "" = rollout MCTS.
-    """
-    shards = plan_shards({config_name: 1.0}, total_games, num_shards, seed=seed)
-    return [{**s, "generation": int(generation), "model_dir": model_dir or ""} for s in shards]
 
 
 def local_dir(uri: str | None) -> str | None:
@@ -459,163 +426,6 @@ def gauntlet_metrics(results: Mapping[str, Any]) -> dict[str, float]:
             if p.get(key) is not None:
                 out[f"{key}_vs_{name}"] = float(p[key])
     return out | {f"elo_{k}": float(v) for k, v in (results.get("elo") or {}).items()}
-
-
-def promote_and_report(
-    *,
-    results_path: str,
-    model_dir: str,
-    combined_dir: str,
-    thresholds: Mapping[str, Any] | None,
-    registry_root: str,
-    model_name: str,
-    run_name: str,
-    reports_uri: str,
-    summary_path: str,
-    report_path: str = "",
-) -> dict[str, Any]:
-    """Decide (:func:`decide_promotion`), :func:`promote` when blessed, and always write the summary.
-
-    The gauntlet report (HTML) goes to ``report_path`` and next to the summary under ``reports_uri``
-    (written after the summary, so a report that fails to render loses no record).
-
-    Empty ``thresholds`` are no thresholds: not blessed (fail closed).
-
-    Raises:
-        ChampionMoved: another run moved the champion after the gauntlet (the summary says so first).
-    """
-    from tuneloop.registry import ChampionMoved, FileRegistry
-    from tuneloop.stages import write_summary
-
-    results = json.loads(Path(results_path).read_text())
-    decision = decide_promotion(results, dict(thresholds) if thresholds else None)
-    info = npz.read_dir_info(combined_dir).get("combine", {})
-    summary: dict[str, Any] = {
-        "run": run_name,
-        "provider": "selfplay",
-        "board_config": results.get("config_name"),
-        "training_set": {k: info.get(k) for k in ("num_games", "num_positions", "generation", "fallback")},
-        "gauntlet": gauntlet_metrics(results),
-        "champion_evaluated": results.get("previous_best_version"),
-        "decision": decision,
-        "registered_version": None,
-        "promoted_version": None,
-    }
-    conflict: Exception | None = None
-    try:
-        out = promote(
-            registry_root, model_name, model_dir, results, decision, combined_dir, {"run": run_name}
-        )
-        summary.update(registered_version=out["registered_version"], promoted_version=out["promoted_version"])
-    except ChampionMoved as exc:
-        conflict = exc
-        summary["registered_version"] = getattr(exc, "registered_version", None)
-        summary["decision"] = {**decision, "reason": f"not promoted: {exc}"}
-    champ = FileRegistry(registry_root, model_name).champion()
-    summary["champion_after"] = champ.version if champ else None
-    summary["summary_uri"] = write_summary(summary, summary_path, reports_uri, run_name)
-    summary["report_uri"] = write_gauntlet_report(results, summary, registry_root, model_name, report_path,
-                                                  reports_uri, run_name)
-    if conflict is not None:
-        raise conflict
-    return summary
-
-
-def write_gauntlet_report(results: Mapping[str, Any], summary: Mapping[str, Any], registry_root: str,
-                          model_name: str, report_path: str, reports_uri: str, run_name: str) -> str | None:
-    """Render the gauntlet report to ``report_path`` (if set) and ``<reports_uri>/<run>/report.html``."""
-    from tuneloop.registry import FileRegistry
-    from tuneloop.reports import publish, render_gauntlet
-
-    summary = {**summary, "model_name": model_name}
-    html = render_gauntlet(results, summary, FileRegistry(registry_root, model_name).versions())
-    if report_path:
-        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(html, encoding="utf-8")
-    return publish(html, reports_uri, run_name)
-
-
-# -- export history: the games of earlier runs feed this run's training set ------------------------
-EXPORTS_DIR = "exports"
-RUN_MANIFEST = "run.json"
-
-
-def archive_exports(npz_paths: Sequence[str], data_root: str, run_name: str) -> str:
-    """Keep this run's exports under ``<data_root>/exports/<run_name>/`` for later runs.
-
-    The folder's ``run.json`` is written last; a retried task rewrites the same files.
-
-    Returns:
-        The run's export folder URI.
-
-    Raises:
-        ValueError: an empty ``run_name`` or one with a ``/``.
-    """
-    from tuneloop import storage
-    from tuneloop.examples import utc_now
-
-    if not run_name or "/" in run_name:
-        raise ValueError(f"run_name={run_name!r} must be a non-empty name without '/'")
-    folder = storage.join(data_root, EXPORTS_DIR, run_name)
-    names = []
-    for i, path in enumerate(npz_paths):
-        name = f"shard-{i:04d}.npz"
-        storage.write(storage.join(folder, name), Path(path).read_bytes(), if_generation="*")
-        names.append(name)
-    manifest = {"run": run_name, "created_at": utc_now(), "exports": names}
-    storage.write_json(storage.join(folder, RUN_MANIFEST), manifest, if_generation="*")
-    return folder
-
-
-def earlier_exports(data_root: str, history_runs: int, *, exclude_run: str = "") -> list[str]:
-    """Local paths of the exports of the ``history_runs`` most recent earlier runs under ``data_root``.
-
-    A run's folder counts only once its ``run.json`` is written (an archive cut short is ignored).
-    """
-    from tuneloop import storage
-
-    if history_runs < 0:
-        raise ValueError(f"history_runs: {history_runs} must be >= 0")
-    if not data_root or history_runs == 0:
-        return []
-    runs = []
-    for folder in storage.list_prefix(storage.join(data_root, EXPORTS_DIR)):
-        if folder.rstrip("/").rsplit("/", 1)[-1] == exclude_run:
-            continue
-        blob = storage.read(storage.join(folder, RUN_MANIFEST))
-        if blob is None:
-            continue
-        manifest = json.loads(blob.data)
-        runs.append((manifest.get("created_at", ""), folder, manifest.get("exports", [])))
-    paths = []
-    for _, folder, names in sorted(runs, reverse=True)[:history_runs]:
-        local = local_dir(folder) or folder
-        paths += [str(Path(local) / n) for n in names]
-    return paths
-
-
-def combine_with_history(
-    npz_paths: Sequence[str],
-    out_dir: str,
-    *,
-    data_root: str = "",
-    run_name: str = "",
-    history_runs: int = 3,
-    freshness_half_life: float = 2.0,
-    board_config: str | None = None,
-) -> dict[str, Any]:
-    """:func:`combine` this run's exports with those of up to ``history_runs`` earlier runs.
-
-    With a ``data_root``, this run's exports are archived there first, so the next run finds them:
-    games accumulate across runs (the ``min_games`` gate counts them all) and older generations weigh
-    less by ``freshness_half_life``. Without one, only this run's exports are combined.
-    """
-    earlier = earlier_exports(data_root, history_runs, exclude_run=run_name)
-    if data_root:
-        archive_exports(npz_paths, data_root, run_name)
-    report = combine([*npz_paths, *earlier], out_dir, freshness_half_life=freshness_half_life,
-                     board_config=board_config)
-    return {**report, "earlier_exports": len(earlier)}
 
 
 def warm_start_dir(champion_dir: str, blocks: int, channels: int) -> str | None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tuneloop.selfplay import npz, stages
+from tuneloop.selfplay.exports import load_npz
 from tuneloop.selfplay.games import load_game
 from tuneloop.selfplay.mcts import PuctConfig, puct_search
 from tuneloop.selfplay.net import NetEvaluator, load_model
@@ -23,7 +24,7 @@ def maedn(tmp_path_factory):
 
 
 def test_maedn_values_rank_the_winner_first_for_every_seat(maedn):
-    ps = npz.load_npz(maedn / "g0.npz")
+    ps = load_npz(maedn / "g0.npz")
     assert (ps.num_players == 3).all() and set(np.unique(ps.current_player)) == {0, 1, 2}
     assert (ps.victory_types == npz.VICTORY_TYPES.index("race")).all()
     np.testing.assert_allclose(ps.values_mp.sum(1), 0.0, atol=1e-6)  # zero-sum
@@ -92,6 +93,6 @@ def test_net_guided_self_play_on_maedn_writes_a_valid_export(maedn, tmp_path):
         threads=1,
     )
     assert out["search"] == "puct" and out["positions"] > 0
-    ps = npz.load_npz(tmp_path / "g1.npz")
+    ps = load_npz(tmp_path / "g1.npz")
     assert (ps.victory_types == npz.VICTORY_TYPES.index("truncated")).all() and (ps.values_mp == 0).all()
     assert ps.metadata["generation"] == 1

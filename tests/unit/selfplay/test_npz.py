@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tuneloop.selfplay import npz
 from tuneloop.selfplay.cli import npz_app
+from tuneloop.selfplay.exports import load_npz, validate_file, validate_path
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
@@ -25,9 +26,12 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def test_round_trip_keeps_every_array_and_the_metadata(small_export, tmp_path):
-    ps = npz.load_npz(small_export)
-    again = npz.load_npz(npz.save_npz(tmp_path / "copy.npz", ps))
-    for key in (*npz.ARRAY_KEYS, *npz.OPTIONAL_DTYPES):
+    ps = load_npz(small_export)
+    again = load_npz(npz.save_npz(tmp_path / "copy.npz", ps))
+    # self-play writes every optional key but the three it has no value for
+    unwritten = {npz.QUALITY_SCORE, npz.OPPONENT_ELO, npz.HEURISTICS}
+    assert set(ps.optional_keys()) == set(npz.OPTIONAL_DTYPES) - unwritten
+    for key in (*npz.ARRAY_KEYS, *ps.optional_keys()):
         a, b = getattr(ps, key), getattr(again, key)
         assert (
             a.dtype
@@ -44,19 +48,19 @@ def test_round_trip_keeps_every_array_and_the_metadata(small_export, tmp_path):
     # no object arrays anywhere: every key loads without pickle
     with np.load(small_export, allow_pickle=False) as z:
         assert all(z[k].dtype != object for k in z.files)
-        assert set(z.files) == set(npz.ALL_KEYS)
+        assert set(z.files) == set(npz.ALL_KEYS) - unwritten
 
 
 def test_a_real_export_has_sparse_policies_that_sum_to_one(small_export):
-    ps = npz.load_npz(small_export)
+    ps = load_npz(small_export)
     dense = ps.dense_policies()
     np.testing.assert_allclose(dense.sum(1), 1.0, atol=1e-5)
     assert np.diff(ps.policy_offsets).max() < ps.policy_size  # sparse: not every action has mass
-    assert npz.validate_file(small_export) == []
+    assert validate_file(small_export).errors == []
 
 
 def test_merging_two_files_equals_their_concatenation(small_export, train_export):
-    a, b = npz.load_npz(small_export), npz.load_npz(train_export)
+    a, b = load_npz(small_export), load_npz(train_export)
     merged = npz.concat([a, b])
     assert merged.num_positions == a.num_positions + b.num_positions
     np.testing.assert_array_equal(
@@ -71,19 +75,19 @@ def test_merging_two_files_equals_their_concatenation(small_export, train_export
 
 
 def test_select_gathers_the_policy_rows_of_the_chosen_positions(small_export):
-    ps = npz.load_npz(small_export)
+    ps = load_npz(small_export)
     idx = np.array([5, 0, ps.num_positions - 1])
     np.testing.assert_array_equal(ps.select(idx).dense_policies(), ps.dense_policies()[idx])
 
 
 def test_combined_directory_round_trip_is_memory_mapped(small_export, tmp_path):
-    ps = npz.load_npz(small_export)
+    ps = load_npz(small_export)
     npz.save_dir(tmp_path / "set", ps, info={"note": "x"})
     back = npz.open_dir(tmp_path / "set")
     assert isinstance(back.features, np.memmap)
     np.testing.assert_array_equal(back.dense_policies(), ps.dense_policies())
     assert npz.read_dir_info(tmp_path / "set")["note"] == "x"
-    assert npz.validate_path(tmp_path / "set") == {str(tmp_path / "set"): []}
+    assert validate_path(tmp_path / "set") == {str(tmp_path / "set"): []}
 
 
 def _set(key, value):
@@ -177,13 +181,13 @@ def test_validator_rejects_with_the_reason(small_export, tmp_path, name, mutate,
     arrays = _arrays(small_export)
     mutate(arrays)
     path = _write(tmp_path / "bad.npz", arrays)
-    reasons = npz.validate_file(path)
+    reasons = validate_file(path).errors
     assert reasons, f"{name}: accepted"
     text = " | ".join(reasons)
     for w in words:
         assert w in text, f"{name}: {w!r} not in {text}"
     with pytest.raises(npz.SchemaError) as err:
-        npz.load_npz(path)
+        load_npz(path)
     assert err.value.reasons == reasons
 
 
@@ -191,16 +195,16 @@ def test_validator_rejects_object_arrays_and_non_npz_files(small_export, tmp_pat
     arrays = _arrays(small_export)
     arrays[npz.GAME_IDS] = np.array([object()] * arrays[npz.GAME_IDS].size, dtype=object)
     np.savez(tmp_path / "obj.npz", **arrays)  # numpy pickles object arrays
-    assert "object arrays are not allowed" in npz.validate_file(tmp_path / "obj.npz")[0]
+    assert "object arrays are not allowed" in validate_file(tmp_path / "obj.npz").errors[0]
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    assert "not a readable .npz" in npz.validate_file(tmp_path / "junk.npz")[0]
+    assert "not a readable .npz" in validate_file(tmp_path / "junk.npz").errors[0]
     with zipfile.ZipFile(tmp_path / "other.npz", "w") as z:
         z.writestr("x.txt", "hello")
-    assert "missing keys" in npz.validate_file(tmp_path / "other.npz")[0]
+    assert "is not a <key>.npy array" in validate_file(tmp_path / "other.npz").errors[0]
 
 
 def test_save_refuses_invalid_positions_and_writes_nothing(small_export, tmp_path):
-    ps = npz.load_npz(small_export)
+    ps = load_npz(small_export)
     bad = npz.PositionSet(**{**{f: getattr(ps, f) for f in ps.__dataclass_fields__}, "values": ps.values * 3})
     with pytest.raises(npz.SchemaError, match=r"values: outcomes must lie in \[-1, 1\]"):
         npz.save_npz(tmp_path / "out.npz", bad)
@@ -225,8 +229,12 @@ def test_cli_validate_exits_nonzero_on_a_bad_file_and_prints_its_reasons(small_e
     assert f"ok      {folder / 'good.npz'}" in bad.output
 
     as_json = runner.invoke(npz_app, ["validate", "--json", str(folder)])
+    assert as_json.exit_code == 1
     report = json.loads(as_json.output)
-    assert report[str(folder / "good.npz")] == [] and report[str(folder / "bad.npz")]
+    files = {f["path"]: f for f in report["files"]}
+    assert files[str(folder / "good.npz")]["errors"] == [] and files[str(folder / "good.npz")]["valid"]
+    assert files[str(folder / "bad.npz")]["errors"] and not files[str(folder / "bad.npz")]["valid"]
+    assert (report["valid"], report["invalid"]) == (1, 1)
     missing = runner.invoke(npz_app, ["validate", str(tmp_path / "nope.npz")])
     assert missing.exit_code == 1 and "no such file" in missing.output
 

@@ -81,7 +81,7 @@ def test_fails_closed_without_thresholds_or_with_a_missing_pairing():
     del res["pairings"]["previous_best"]
     d = decide_promotion(res, stages.DEFAULT_THRESHOLDS)
     assert d["blessed"] is False and "no previous_best pairing in the results" in d["reason"]
-    with pytest.raises(ValueError, match=r"thresholds: unknown keys \['min_vs_randm'\]"):
+    with pytest.raises(ValueError, match=r"thresholds: unknown key 'min_vs_randm' \(did you mean 'min_vs_random'\?\)"):
         decide_promotion(res, {"min_vs_randm": 0.9})
 
 

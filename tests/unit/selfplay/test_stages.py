@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from tuneloop.registry import FileRegistry
-from tuneloop.selfplay import npz, stages
+from tuneloop.selfplay import run, stages
+from tuneloop.selfplay.exports import validate_file
 
 
 def test_generation_one_is_promoted_and_then_plays_the_next_generation(
@@ -54,7 +55,7 @@ def test_generation_one_is_promoted_and_then_plays_the_next_generation(
         out_npz=str(tmp_path / "g1.npz"),
         threads=1,
     )
-    assert shard["search"] == "puct" and npz.validate_file(tmp_path / "g1.npz") == []
+    assert shard["search"] == "puct" and validate_file(tmp_path / "g1.npz").errors == []
     report = stages.combine(
         [str(train_export), shard["out_npz"]], str(tmp_path / "set1"), freshness_half_life=1.0
     )
@@ -83,14 +84,14 @@ def test_the_pipeline_defaults_are_the_engines():
 
 def test_earlier_runs_exports_are_found_newest_first_and_half_written_ones_ignored(train_export, tmp_path):
     root = str(tmp_path / "data")
-    for run in ("run-a", "run-b", "run-c"):
-        stages.archive_exports([str(train_export)], root, run)
+    for name in ("run-a", "run-b", "run-c"):
+        run.archive_exports([str(train_export)], root, name)
     (tmp_path / "data" / "exports" / "run-d").mkdir()  # an archive cut short: no run.json
     (tmp_path / "data" / "exports" / "run-d" / "shard-0000.npz").write_bytes(b"partial")
-    found = stages.earlier_exports(root, 2, exclude_run="run-c")
+    found = run.earlier_exports(root, 2, exclude_run="run-c")
     assert [p.split("/")[-2] for p in found] == ["run-b", "run-a"]
-    assert stages.earlier_exports(root, 0) == [] and stages.earlier_exports("", 3) == []
+    assert run.earlier_exports(root, 0) == [] and run.earlier_exports("", 3) == []
     with pytest.raises(ValueError, match="history_runs"):
-        stages.earlier_exports(root, -1)
+        run.earlier_exports(root, -1)
     with pytest.raises(ValueError, match="run_name"):
-        stages.archive_exports([str(train_export)], root, "a/b")
+        run.archive_exports([str(train_export)], root, "a/b")
