@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from tuneloop.report_cli import report_app
 from tuneloop.selfplay.cli import npz_app
 
 app = typer.Typer(help="tuneloop: keep models improving on their own data.", no_args_is_help=True)
@@ -20,6 +21,7 @@ registry_app = typer.Typer(
 )
 app.add_typer(registry_app, name="registry")
 app.add_typer(npz_app, name="npz")
+app.add_typer(report_app, name="report")
 
 
 def _fail(message: str, code: int = 1) -> None:
