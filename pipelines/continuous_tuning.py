@@ -38,6 +38,8 @@ def continuous_tuning(
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    deploy_endpoint: str = "",
+    deploy_options: dict = {},
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
@@ -68,6 +70,9 @@ def continuous_tuning(
         accelerator_count: oss-lora tuning task's accelerator count.
         cpu_limit: oss-lora tuning task's vCPUs.
         memory_limit: oss-lora tuning task's memory.
+        deploy_endpoint: ``vertex://PROJECT/REGION/ENDPOINT_NAME`` to deploy a promoted sklearn / oss-lora
+            champion to ("" = none).
+        deploy_options: Serving settings of that deployment.
     """
     checked = check_config(
         provider=provider,
@@ -110,6 +115,8 @@ def continuous_tuning(
             accelerator_count=accelerator_count,
             cpu_limit=cpu_limit,
             memory_limit=memory_limit,
+            deploy_endpoint=deploy_endpoint,
+            deploy_options=deploy_options,
         )
     with dsl.Else(name="too-little-new-data"):
         record_skip(

@@ -2,6 +2,7 @@
 
 from kfp import dsl
 from tuneloop.components.config import check_config
+from tuneloop.components.deploy import deploy_champion
 from tuneloop.components.evaluate import evaluate_model
 from tuneloop.components.promote import promote_model
 from tuneloop.components.tune import tune_model
@@ -13,9 +14,23 @@ CPU_BRANCHES = ["sklearn", "openai", "gemini", "claude"]
 GPU_BRANCHES = ["oss-lora"]
 # The providers this pipeline has a branch for (dsl.If blocks; dsl.OneOf does not run locally).
 BRANCHES = CPU_BRANCHES + GPU_BRANCHES
+# Providers whose champion can be deployed to a Vertex endpoint (tuneloop.deploy.SERVED_PROVIDERS; a test pins it).
+SERVED_BRANCHES = ["sklearn", "oss-lora"]
 # Blessing rules (support-intent system): macro F1 at least 0.6, and at most 0.05 below the champion.
 DEFAULT_MIN_VALUES = {"macro_f1": 0.6}
 DEFAULT_MAX_DROP = {"macro_f1": 0.05}
+def _deploy_after(task, name, registry_uri, model_name, deploy_endpoint, deploy_options):
+    """The optional endpoint deployment right after a branch's promotion (when ``deploy_endpoint`` is set)."""
+    if name in SERVED_BRANCHES:
+        with dsl.If(deploy_endpoint != "", name=f"deploy-{name}"):
+            deploy_champion(
+                registry_uri=registry_uri,
+                model_name=model_name,
+                deploy_endpoint=deploy_endpoint,
+                deploy_options=deploy_options,
+            ).after(task)
+
+
 def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
            eval_options):
     """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate."""
@@ -164,6 +179,8 @@ def tune_and_promote(
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    deploy_endpoint: str = "",
+    deploy_options: dict = {},
 ):
     """Tune a candidate on a published dataset with the chosen provider, evaluate, promote.
 
@@ -188,6 +205,10 @@ def tune_and_promote(
         accelerator_count: oss-lora tuning task's accelerator count.
         cpu_limit: oss-lora tuning task's vCPUs.
         memory_limit: oss-lora tuning task's memory.
+        deploy_endpoint: ``vertex://PROJECT/REGION/ENDPOINT_NAME``: after promotion, deploy a sklearn or
+            oss-lora champion there (smoke request first, then all traffic, previous one undeployed);
+            "" (default) = no deployment.
+        deploy_options: Serving settings of that deployment (machine_type, replicas, images, keep_previous).
     """
     checked = check_config(
         provider=provider,
@@ -214,10 +235,11 @@ def tune_and_promote(
     }
     for name in CPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
-            tune_evaluate_promote(provider=name, budget_usd=budget_usd, **branch)
+            done = tune_evaluate_promote(provider=name, budget_usd=budget_usd, **branch)
+            _deploy_after(done, name, registry_uri, model_name, deploy_endpoint, deploy_options)
     for name in GPU_BRANCHES:
         with dsl.If(checked.output == name, name=f"provider-{name}"):
-            gpu_tune_evaluate_promote(
+            done = gpu_tune_evaluate_promote(
                 provider=name,
                 accelerator_type=accelerator_type,
                 accelerator_count=accelerator_count,
@@ -225,3 +247,4 @@ def tune_and_promote(
                 memory_limit=memory_limit,
                 **branch,
             )
+            _deploy_after(done, name, registry_uri, model_name, deploy_endpoint, deploy_options)

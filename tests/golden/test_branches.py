@@ -57,7 +57,8 @@ def branch(spec: dict, provider: str) -> dict:
     assert len(hits) == 1, f"expected one branch on provider == {provider!r}, found {[n for n, _ in hits]}"
     cond_name, cond = hits[0]
     cond_component = cond["componentRef"]["name"]
-    [(sub_name, sub)] = _dag(spec, cond_component)["tasks"].items()
+    # The branch's sub-pipeline; beside it, for served providers, the optional deploy step's condition.
+    [(sub_name, sub)] = [(n, t) for n, t in _dag(spec, cond_component)["tasks"].items() if "triggerPolicy" not in t]
     sub_component = sub["componentRef"]["name"]
     return {
         "condition": cond,
@@ -165,3 +166,21 @@ def test_oss_lora_tunes_on_the_gpu_image_with_accelerator_settings_from_pipeline
         assert m, f"resources.{'.'.join(keys)}={value!r} is not read from a task input"
         assert resolve(spec, b["chain"], tune, m["name"]) == ("parameter", parameter), keys
     assert resolve(spec, b["chain"], tune, "budget_usd") == ("constant", 0.0)  # no hosted bill on own GPUs
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_served_branches_deploy_after_promotion_only_when_deploy_endpoint_is_set(spec, provider):
+    from tuneloop.deploy import SERVED_PROVIDERS
+
+    wanted = f"inputs.parameter_values['pipelinechannel--check-config-Output'] == '{provider}'"
+    [cond] = [t for t in spec["root"]["dag"]["tasks"].values() if t.get("triggerPolicy", {}).get("condition") == wanted]
+    inner = _dag(spec, cond["componentRef"]["name"])["tasks"]
+    gates = {n: t for n, t in inner.items() if "triggerPolicy" in t}
+    if provider not in SERVED_PROVIDERS:
+        assert gates == {}
+        return
+    [(gate_name, gate)] = gates.items()
+    assert gate["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--deploy_endpoint'] != ''"
+    [sub_name] = [n for n in inner if n != gate_name]
+    [(task_name, deploy)] = _dag(spec, gate["componentRef"]["name"])["tasks"].items()
+    assert task_name.startswith("deploy-champion") and gate["dependentTasks"] == [sub_name]  # after promote
