@@ -158,10 +158,20 @@ def registry_rollback(
     registry: Annotated[str, typer.Option(help="Registry: a directory, a gs:// prefix, or vertex://PROJECT/REGION?artifact_root=gs://...")],
     model: Annotated[str, typer.Option(help="Model name.")] = "support-intent",
     reason: Annotated[str, typer.Option(help="Why, recorded in the alias history.")] = "manual rollback",
+    endpoint: Annotated[str, typer.Option(help="Also move this endpoint's traffic back: vertex://PROJECT/REGION/NAME.")] = "",
 ) -> None:
-    """Make the previous champion current again."""
+    """Make the previous champion current again (and, with --endpoint, the one serving the endpoint)."""
     from tuneloop.registry import open_registry
 
+    if endpoint:
+        from tuneloop.deploy import DeployError, rollback_endpoint
+
+        try:
+            result = rollback_endpoint(registry, model, endpoint, reason=reason, log=typer.echo)
+        except (LookupError, ValueError, RuntimeError, DeployError) as exc:
+            _fail(str(exc))
+        typer.echo(f"champion is now {result.version}; {endpoint}: {result.action}")
+        return
     try:
         record = open_registry(registry, model).rollback(reason=reason)
     except (LookupError, ValueError, RuntimeError) as exc:
