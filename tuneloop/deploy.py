@@ -284,6 +284,24 @@ def _undeploy(vx: _Vertex, endpoint, deployed_id: str, split: Mapping[str, int] 
                                 traffic_split=dict(split or {})).result()
 
 
+def check_deploy_settings(deploy_endpoint: str, deploy_options: Mapping[str, Any] | None) -> DeployConfig | None:
+    """Validate the pipeline's ``deploy_endpoint`` / ``deploy_options`` (for the first task, before training).
+
+    Returns:
+        The parsed :class:`DeployConfig`, or None when ``deploy_endpoint`` is empty (no deployment).
+
+    Raises:
+        ValueError: naming the parameter, the bad value and the fix.
+    """
+    if deploy_endpoint in ("", None):
+        if deploy_options:
+            raise ValueError("deploy_options is set but deploy_endpoint is empty; set deploy_endpoint="
+                             f"{ENDPOINT_FORM} or drop deploy_options")
+        return None
+    EndpointRef.parse(deploy_endpoint)
+    return from_mapping(DeployConfig, deploy_options, what="deploy_options", owner="the endpoint deployment")
+
+
 def deploy_champion(registry_uri: str, model_name: str, endpoint: str,
                     options: DeployConfig | Mapping[str, Any] | None = None, *, log=print) -> DeployResult:
     """Deploy the current champion to ``endpoint`` after a smoke request; see the module docstring.

@@ -132,3 +132,19 @@ def test_hosted_champions_and_local_registries_are_refused_clearly(vertex, gcs, 
         EndpointRef.parse("vertex://p/us-central1")
     with pytest.raises(ValueError, match="did you mean 'machine_type'"):
         deploy_champion(local.root, local.model_name, f"vertex://{PROJECT}/{REGION}/x", {"machine": "n1"})
+
+
+def test_deploy_settings_are_checked_before_anything_runs():
+    from tuneloop.deploy import check_deploy_settings
+
+    assert check_deploy_settings("", {}) is None
+    cfg = check_deploy_settings(f"vertex://{PROJECT}/{REGION}/ep", {"max_replica_count": 3.0, "keep_previous": "true"})
+    assert cfg.max_replica_count == 3 and cfg.keep_previous is True  # KFP hands numbers over as floats
+    with pytest.raises(ValueError, match="deploy_options is set but deploy_endpoint is empty"):
+        check_deploy_settings("", {"machine_type": "n1-standard-4"})
+    with pytest.raises(ValueError, match="max_replica_count=1 is below min_replica_count=2"):
+        check_deploy_settings(f"vertex://{PROJECT}/{REGION}/ep", {"min_replica_count": 2})
+    with pytest.raises(ValueError, match="accelerator_type and accelerator_count go together"):
+        check_deploy_settings(f"vertex://{PROJECT}/{REGION}/ep", {"accelerator_type": "NVIDIA_L4"})
+    with pytest.raises(ValueError, match="endpoint name 'a b' must be"):
+        check_deploy_settings(f"vertex://{PROJECT}/{REGION}/a b", {})
