@@ -107,15 +107,18 @@ images: setup lint-dockerfiles
 lint-dockerfiles: setup
 	$(VENV)/bin/hadolint --config containers/hadolint.yaml containers/*/Dockerfile
 
-# The Cloud Function's source folder (main.py + requirements.txt + the package wheel) for
-# `gcloud functions deploy ... --source build/function` (docs/google-cloud.md).
-# The templates the function submits are compiled with the same images (build/templates/, pinned by
+# The Cloud Functions' source folder (main.py + requirements.txt + the package wheel) for
+# `gcloud functions deploy ... --source build/function` (docs/google-cloud.md). One folder, one main.py
+# exporting both entry points: on_dataset_finalized (GCS upload trigger) and on_game_result_created
+# (Firestore game ingest); each function is deployed from it with its own --entry-point.
+# The templates the upload trigger submits are compiled with the same images (build/templates/, pinned by
 # IMAGE_LOCK when `make images` wrote one): upload build/templates/tune-and-promote.yaml.
 function-source: setup
 	@test -n "$(IMAGE_REPOSITORY)$(wildcard $(IMAGE_LOCK))" || { echo "set IMAGE_REPOSITORY=REGION-docker.pkg.dev/PROJECT/REPO (or run make images first): the template the function submits names these images"; exit 2; }
 	rm -rf build/function build/templates && mkdir -p build/function
 	$(PY) -m pip wheel -q --no-deps --disable-pip-version-check -w build/function .
 	printf 'from tuneloop.triggers.gcs_upload import on_dataset_finalized  # noqa: F401\n' > build/function/main.py
+	printf 'from tuneloop.triggers.firestore_ingest import on_game_result_created  # noqa: F401\n' >> build/function/main.py
 	cd build/function && printf '%s[gcp]\n' ./tuneloop-*.whl > requirements.txt && cat requirements.txt
 	$(VENV)/bin/tuneloop compile --out build/templates --image-repository "$(IMAGE_REPOSITORY)" \
 	  $(if $(wildcard $(IMAGE_LOCK)),--image-lock $(IMAGE_LOCK))

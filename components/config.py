@@ -21,6 +21,8 @@ def check_config(
     accelerator_count: int,
     cpu_limit: str,
     memory_limit: str,
+    deploy_endpoint: str,
+    deploy_options: dict,
 ) -> NamedTuple("ConfigOutputs", provider=str, image=str, hyperparameters=dict):
     """Fail fast on an invalid run configuration; pass on the canonical provider and its parsed config.
 
@@ -42,6 +44,9 @@ def check_config(
         accelerator_count: The GPU branch's accelerator count.
         cpu_limit: The GPU branch's vCPUs (a Kubernetes CPU quantity).
         memory_limit: The GPU branch's memory (e.g. 32G).
+        deploy_endpoint: Where a promoted champion is deployed ("" = nowhere); refused for a provider
+            that declares no serving container.
+        deploy_options: Serving settings of that deployment, checked here.
 
     Returns:
         The canonical provider name, the image its tasks run on (``cpu`` or ``gpu``: the branch taken),
@@ -62,5 +67,6 @@ def check_config(
         budget_usd=budget_usd,
         gpu={"accelerator_type": accelerator_type, "accelerator_count": accelerator_count,
              "cpu_limit": cpu_limit, "memory_limit": memory_limit},
+        deploy={"endpoint": deploy_endpoint, "options": deploy_options},
     )
     return namedtuple("ConfigOutputs", "provider image hyperparameters")(r["provider"], r["image"], r["hyperparameters"])

@@ -35,6 +35,8 @@ def continuous_tuning(
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    deploy_endpoint: str = "",
+    deploy_options: dict = {},
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
@@ -69,6 +71,9 @@ def continuous_tuning(
         accelerator_count: GPU branch's accelerator count.
         cpu_limit: GPU branch's vCPUs.
         memory_limit: GPU branch's memory.
+        deploy_endpoint: ``vertex://PROJECT/REGION/ENDPOINT_NAME``: deploy a promoted champion whose provider
+            declares a serving container (sklearn, oss-lora) there ("" = none).
+        deploy_options: Serving settings of that deployment.
     """
     checked = check_config(
         provider=provider,
@@ -84,6 +89,8 @@ def continuous_tuning(
         accelerator_count=accelerator_count,
         cpu_limit=cpu_limit,
         memory_limit=memory_limit,
+        deploy_endpoint=deploy_endpoint,
+        deploy_options=deploy_options,
     ).set_caching_options(False)  # reads the registry
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
@@ -126,6 +133,8 @@ def continuous_tuning(
                 accelerator_count=accelerator_count,
                 cpu_limit=cpu_limit,
                 memory_limit=memory_limit,
+                deploy_endpoint=deploy_endpoint,
+                deploy_options=deploy_options,
             ).set_caching_options(False)
         with dsl.Else(name="tuned-elsewhere"):
             record_skip(

@@ -8,6 +8,7 @@ tune and evaluate tasks, so adding a provider changes no pipeline.
 
 from kfp import dsl
 from tuneloop.components.config import check_config
+from tuneloop.components.deploy import deploy_champion
 from tuneloop.components.evaluate import evaluate_model
 from tuneloop.components.promote import promote_model
 from tuneloop.components.tune import tune_model
@@ -21,7 +22,7 @@ DEFAULT_MAX_DROP = {"macro_f1": 0.05}
 
 
 def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-           eval_options):
+           eval_options, deploy_endpoint, deploy_options):
     """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate.
 
     Neither is ever cached: both read the registry's current champion (a cached blessing would judge
@@ -39,7 +40,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         task_env=task_env,
         eval_options=eval_options,
     ).set_caching_options(False)
-    promote_model(
+    promote = promote_model(
         blessing=evaluate.outputs["blessing"],
         model=tune.outputs["model"],
         registry_uri=registry_uri,
@@ -47,6 +48,14 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         reports_uri=reports_uri,
     ).set_caching_options(False)
+    # The optional endpoint deployment of the new champion (providers that declare a serving container).
+    with dsl.If(deploy_endpoint != "", name="deploy"):
+        deploy_champion(
+            registry_uri=registry_uri,
+            model_name=model_name,
+            deploy_endpoint=deploy_endpoint,
+            deploy_options=deploy_options,
+        ).after(promote).set_caching_options(False)  # reads the registry, moves endpoint traffic
     return evaluate
 
 
@@ -63,6 +72,8 @@ def tune_evaluate_promote(
     reports_uri: str,
     task_env: dict,
     eval_options: dict,
+    deploy_endpoint: str,
+    deploy_options: dict,
 ):
     """The CPU branch: tune a candidate, judge it against the champion, promote if blessed.
 
@@ -78,6 +89,8 @@ def tune_evaluate_promote(
         reports_uri: Where run summaries are written ("" = artifacts only).
         task_env: Environment of the tune and evaluate tasks (credential locations, regions).
         eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
+        deploy_endpoint: Where to deploy the new champion ("" = nowhere).
+        deploy_options: Serving settings of that deployment.
     """
     tune = tune_model(
         provider=provider,
@@ -88,7 +101,7 @@ def tune_evaluate_promote(
     )
     _judge(
         tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-        eval_options,
+        eval_options, deploy_endpoint, deploy_options,
     )
 
 
@@ -105,6 +118,8 @@ def gpu_tune_evaluate_promote(
     reports_uri: str,
     task_env: dict,
     eval_options: dict,
+    deploy_endpoint: str,
+    deploy_options: dict,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
@@ -129,6 +144,8 @@ def gpu_tune_evaluate_promote(
         reports_uri: Where run summaries are written ("" = artifacts only).
         task_env: Environment of the tune and evaluate tasks (credential locations, regions).
         eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
+        deploy_endpoint: Where to deploy the new champion ("" = nowhere).
+        deploy_options: Serving settings of that deployment.
         accelerator_type: Vertex accelerator, e.g. NVIDIA_L4, NVIDIA_TESLA_A100.
         accelerator_count: Accelerators on the tuning task.
         cpu_limit: vCPUs of the tuning task (Vertex picks the machine type from these limits).
@@ -146,7 +163,7 @@ def gpu_tune_evaluate_promote(
     # The candidate (and a LoRA champion) answer the eval prompts by generation: also on the GPU image.
     evaluate = _judge(
         tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-        eval_options,
+        eval_options, deploy_endpoint, deploy_options,
     )
     on_gpu(evaluate, *gpu)
 
@@ -165,6 +182,8 @@ def tune_branches(
     reports_uri: str,
     task_env: dict,
     eval_options: dict,
+    deploy_endpoint: str,
+    deploy_options: dict,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
@@ -185,6 +204,8 @@ def tune_branches(
         reports_uri: Where run summaries are written ("" = artifacts only).
         task_env: Environment of the tune and evaluate tasks (credential locations, regions).
         eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
+        deploy_endpoint: Where to deploy the new champion ("" = nowhere).
+        deploy_options: Serving settings of that deployment.
         accelerator_type: GPU branch's accelerator on Vertex.
         accelerator_count: GPU branch's accelerator count.
         cpu_limit: GPU branch's vCPUs.
@@ -202,6 +223,8 @@ def tune_branches(
         "reports_uri": reports_uri,
         "task_env": task_env,
         "eval_options": eval_options,
+        "deploy_endpoint": deploy_endpoint,
+        "deploy_options": deploy_options,
     }
     # Not cached as a whole: evaluate and promote inside read the registry (see _judge).
     with dsl.If(image == CPU, name="cpu-branch"):
@@ -234,6 +257,8 @@ def tune_and_promote(
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    deploy_endpoint: str = "",
+    deploy_options: dict = {},
 ):
     """Tune a candidate on a published dataset with the chosen provider, evaluate, promote.
 
@@ -261,6 +286,10 @@ def tune_and_promote(
         accelerator_count: GPU branch's accelerator count.
         cpu_limit: GPU branch's vCPUs.
         memory_limit: GPU branch's memory.
+        deploy_endpoint: ``vertex://PROJECT/REGION/ENDPOINT_NAME``: after promotion, deploy the champion
+            there when its provider declares a serving container (sklearn, oss-lora): smoke request first,
+            then all traffic, the previous deployment undeployed; "" (default) = no deployment.
+        deploy_options: Serving settings of that deployment (machine_type, replicas, images, keep_previous).
     """
     checked = check_config(
         provider=provider,
@@ -276,6 +305,8 @@ def tune_and_promote(
         accelerator_count=accelerator_count,
         cpu_limit=cpu_limit,
         memory_limit=memory_limit,
+        deploy_endpoint=deploy_endpoint,
+        deploy_options=deploy_options,
     ).set_caching_options(False)  # reads the registry
     tune_branches(
         provider=checked.outputs["provider"],
@@ -294,4 +325,6 @@ def tune_and_promote(
         accelerator_count=accelerator_count,
         cpu_limit=cpu_limit,
         memory_limit=memory_limit,
+        deploy_endpoint=deploy_endpoint,
+        deploy_options=deploy_options,
     ).set_caching_options(False)

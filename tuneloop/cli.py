@@ -308,15 +308,47 @@ def registry_show(
     typer.echo(json.dumps(open_registry(registry, model).show(), indent=2, sort_keys=True, default=str))
 
 
+@registry_app.command("champion")
+def registry_champion(
+    registry: Annotated[str, typer.Option(help="Registry: a directory, a gs:// prefix, or vertex://PROJECT/REGION?artifact_root=gs://...")],
+    model: Annotated[str, typer.Option(help="Model name.")] = "support-intent",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts and deploy configs).")] = False,
+) -> None:
+    """Print what an application needs to use the champion: version, provider, model id, artifact, endpoint."""
+    from tuneloop.serving import NoChampion, champion_info
+
+    try:
+        info = champion_info(registry, model).to_dict()
+    except (NoChampion, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    for key in ("model_name", "version", "provider", "kind", "model_id", "artifact_uri", "endpoint", "created_at"):
+        typer.echo(f"{key:<9} {info[key] if info[key] is not None else '-'}")
+    for name, value in sorted(info["metrics"].items()):
+        typer.echo(f"{'metric':<9} {name} = {value:.4f}" if isinstance(value, float) else f"metric    {name} = {value}")
+
+
 @registry_app.command("rollback")
 def registry_rollback(
     registry: Annotated[str, typer.Option(help="Registry: a directory, a gs:// prefix, or vertex://PROJECT/REGION?artifact_root=gs://...")],
     model: Annotated[str, typer.Option(help="Model name.")] = "support-intent",
     reason: Annotated[str, typer.Option(help="Why, recorded in the alias history.")] = "manual rollback",
+    endpoint: Annotated[str, typer.Option(help="Also move this endpoint's traffic back: vertex://PROJECT/REGION/NAME.")] = "",
 ) -> None:
-    """Make the previous champion current again."""
+    """Make the previous champion current again (and, with --endpoint, the one serving the endpoint)."""
     from tuneloop.registry import open_registry
 
+    if endpoint:
+        from tuneloop.deploy import DeployError, rollback_endpoint
+
+        try:
+            result = rollback_endpoint(registry, model, endpoint, reason=reason, log=typer.echo)
+        except (LookupError, ValueError, RuntimeError, DeployError) as exc:
+            _fail(str(exc))
+        typer.echo(f"champion is now {result.version}; {endpoint}: {result.action}")
+        return
     try:
         record = open_registry(registry, model).rollback(reason=reason)
     except (LookupError, ValueError, RuntimeError) as exc:

@@ -35,6 +35,7 @@ def check_config(
     eval_options: Mapping[str, Any] | None = None,
     budget_usd: float = 0.0,
     gpu: Mapping[str, Any] | None = None,
+    deploy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate and parse the run's parameters, before any work or spend.
 
@@ -109,6 +110,18 @@ def check_config(
             check_gpu_settings(**gpu)
         except GpuSettingsError as exc:
             raise ConfigError(str(exc)) from exc
+    if deploy and (deploy.get("endpoint") or deploy.get("options")):
+        from tuneloop.deploy import check_deploy_settings, served_providers
+
+        try:
+            check_deploy_settings(deploy.get("endpoint") or "", deploy.get("options") or {})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if not cls.serving:
+            raise ConfigError(
+                f"deploy_endpoint={deploy['endpoint']!r}: {cls.name} models are served by their provider, not a "
+                f"Vertex endpoint; the deploy step serves {served_providers()}: leave deploy_endpoint empty"
+            )
     return {
         "provider": cls.name,
         "image": cls.image,

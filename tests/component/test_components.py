@@ -40,6 +40,8 @@ def _config(**over):
         "accelerator_count": 1,
         "cpu_limit": "8",
         "memory_limit": "32G",
+        "deploy_endpoint": "",
+        "deploy_options": {},
     }
     return {**base, **over}
 
@@ -60,6 +62,7 @@ def test_check_config_accepts_a_valid_run():
         ({"provider": "oss-lora", "budget_usd": 1.0}, "'oss-lora' runs on your own machines"),
         ({"provider": "oss-lora", "accelerator_type": "NVIDIA_L44"}, "accelerator_type='NVIDIA_L44'"),
         ({"provider": "oss-lora", "memory_limit": "32 gigs"}, "memory_limit="),
+        ({"deploy_options": {"machine_type": "n1-standard-4"}}, "deploy_options is set but deploy_endpoint is empty"),
         ({"eval_options": {"concurency": 2}}, "eval_options: unknown key 'concurency' (did you mean 'concurrency'?)"),
         ({"registry_uri": ""}, "registry_uri is empty"),
         ({"model_name": "my model"}, "model_name='my model'"),

@@ -109,6 +109,16 @@ class FakeOpenAI:
         with self._lock:
             self.jobs[job_id].plan.hold = False
 
+    def add_model(self, name: str, pairs: list[tuple[str, str]]) -> str:
+        """A fine-tuned model ``name`` that answers from ``pairs`` (a finished job, as if tuned here)."""
+        with self._lock:
+            job_id = self._id("ftjob")
+            job = Job(body={"id": job_id, "object": "fine_tuning.job", "model": BASE_MODELS[0], "status": "succeeded",
+                            "fine_tuned_model": name, "created_at": int(time.time())}, plan=Plan(states=()))
+            job.memory = Memory(pairs)
+            self.jobs[job_id] = job
+        return name
+
     def statuses(self) -> dict[str, str]:
         with self._lock:
             return {j: job.status for j, job in self.jobs.items()}

@@ -1,10 +1,16 @@
-"""A stand-in for the Vertex AI REST API (v1): pipelineJobs, schedules and models.
+"""A stand-in for the Vertex AI REST API (v1): pipelineJobs, schedules, models and endpoints.
 
 The real ``google-cloud-aiplatform`` client talks to it with ``aiplatform.init(api_transport="rest",
 api_endpoint="http://127.0.0.1:PORT", credentials=AnonymousCredentials())``. It keeps what a test needs
 to check: the jobs created (a second create with the same id answers 409 ALREADY_EXISTS, as Vertex
 does), the schedules with their state, and model versions with their aliases (an alias is unique
 within a model: merging it onto one version moves it off another).
+
+Endpoints serve for real what a prebuilt container would: a deployed model whose container is the
+scikit-learn image loads ``model.joblib`` from its ``artifactUri`` (fake-gcs-server) and predicts; one on
+an LLM (vLLM) image answers ``predictions`` with a short text when its model folder holds the oss-lora
+manifest. A model that cannot load answers the prediction with an error, as a broken container does.
+Predictions follow the endpoint's traffic split (the deployment with the largest share answers).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class FakeVertex:
         self.resumes: list[dict[str, Any]] = []
         self.patches: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.models: dict[str, dict[str, Any]] = {}  # model id -> {"versions": {vid: Model JSON}}
+        self.endpoints: dict[str, dict[str, Any]] = {}  # endpoint resource name -> Endpoint JSON
+        self.predictions: list[tuple[str, str]] = []  # (endpoint name, deployed model display name) answered
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
         self._routes()
@@ -254,6 +262,154 @@ class FakeVertex:
                         model[camel] = body[camel]
                 model["versionUpdateTime"] = _now()
             return Response(200, model)
+
+
+        # -- endpoints -----------------------------------------------------------------------------
+        def _ep(req: Request) -> tuple[str, dict[str, Any] | None]:
+            name = f"projects/{req.params['project']}/locations/{req.params['location']}/endpoints/{req.params['id']}"
+            return name, self.endpoints.get(name)
+
+        @r("POST", f"{_LOC}/endpoints", "endpoints.create")
+        def create_endpoint(req: Request) -> Response:
+            body = req.json()
+            eid = req.query.get("endpointId") or str(next(self._ids))
+            name = f"projects/{req.params['project']}/locations/{req.params['location']}/endpoints/{eid}"
+            with self._lock:
+                ep = {**body, "name": name, "deployedModels": [], "trafficSplit": {}, "createTime": _now()}
+                self.endpoints[name] = ep
+            return Response(200, _done_operation(name, "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint", ep))
+
+        @r("GET", f"{_LOC}/endpoints", "endpoints.list")
+        def list_endpoints(req: Request) -> Response:
+            prefix = f"projects/{req.params['project']}/locations/{req.params['location']}/endpoints/"
+            found = [e for n, e in sorted(self.endpoints.items()) if n.startswith(prefix)]
+            flt = req.query.get("filter", "")
+            if flt.startswith("display_name="):
+                want = flt.split("=", 1)[1].strip('"')
+                found = [e for e in found if e.get("displayName") == want]
+            return Response(200, {"endpoints": copy.deepcopy(found)})
+
+        @r("GET", f"{_LOC}/endpoints/(?P<id>[^/:]+)", "endpoints.get")
+        def get_endpoint(req: Request) -> Response:
+            name, ep = _ep(req)
+            return Response(200, ep) if ep else Response(404, _error(404, f"{name} not found"))
+
+        def _check_split(ep: dict[str, Any], split: dict[str, Any]) -> str:
+            ids = {d["id"] for d in ep["deployedModels"]}
+            if split and sum(int(v) for v in split.values()) != 100:
+                return f"traffic split {split} does not sum to 100"
+            unknown = sorted(set(split) - ids)
+            return f"traffic split names deployed models {unknown} that are not on the endpoint" if unknown else ""
+
+        @r("POST", f"{_LOC}/endpoints/(?P<id>[^/:]+):deployModel", "endpoints.deployModel")
+        def deploy_model(req: Request) -> Response:
+            with self._lock:
+                name, ep = _ep(req)
+                if ep is None:
+                    return Response(404, _error(404, f"{name} not found"))
+                body = req.json()
+                deployed = copy.deepcopy(body["deployedModel"])
+                model, err = self._model_by_name(deployed.get("model", ""))
+                if model is None:
+                    return Response(404, _error(404, err))
+                deployed["id"] = str(next(self._ids))
+                deployed["createTime"] = _now()
+                ep["deployedModels"].append(deployed)
+                split = {(deployed["id"] if k == "0" else k): int(v) for k, v in (body.get("trafficSplit") or {}).items()}
+                problem = _check_split(ep, split)
+                if problem:
+                    ep["deployedModels"].pop()
+                    return Response(400, _error(400, problem))
+                if split:
+                    ep["trafficSplit"] = split
+            return Response(200, _done_operation(
+                name, "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse", {"deployedModel": deployed}))
+
+        @r("POST", f"{_LOC}/endpoints/(?P<id>[^/:]+):undeployModel", "endpoints.undeployModel")
+        def undeploy_model(req: Request) -> Response:
+            with self._lock:
+                name, ep = _ep(req)
+                if ep is None:
+                    return Response(404, _error(404, f"{name} not found"))
+                body = req.json()
+                did = body.get("deployedModelId")
+                if did not in {d["id"] for d in ep["deployedModels"]}:
+                    return Response(404, _error(404, f"deployed model {did} is not on {name}"))
+                split = {k: int(v) for k, v in (body.get("trafficSplit") or {}).items()}
+                rest = {k: v for k, v in (split or ep["trafficSplit"]).items() if k != did}
+                if ep["trafficSplit"].get(did, 0) and not split and len(ep["deployedModels"]) > 1:
+                    # (Vertex lets the last deployed model go without a new split)
+                    return Response(400, _error(400, f"deployed model {did} still takes traffic; pass a new split"))
+                ep["deployedModels"] = [d for d in ep["deployedModels"] if d["id"] != did]
+                ep["trafficSplit"] = rest
+            return Response(200, _done_operation(
+                name, "type.googleapis.com/google.cloud.aiplatform.v1.UndeployModelResponse", {}))
+
+        @r("PATCH", f"{_LOC}/endpoints/(?P<id>[^/:]+)", "endpoints.patch")
+        def patch_endpoint(req: Request) -> Response:
+            with self._lock:
+                name, ep = _ep(req)
+                if ep is None:
+                    return Response(404, _error(404, f"{name} not found"))
+                body = req.json()
+                if any(m in req.query.get("updateMask", "") for m in ("traffic_split", "trafficSplit")):
+                    split = {k: int(v) for k, v in (body.get("trafficSplit") or {}).items()}
+                    problem = _check_split(ep, split)
+                    if problem:
+                        return Response(400, _error(400, problem))
+                    ep["trafficSplit"] = split
+            return Response(200, ep)
+
+        @r("POST", f"{_LOC}/endpoints/(?P<id>[^/:]+):predict", "endpoints.predict")
+        def predict(req: Request) -> Response:
+            name, ep = _ep(req)
+            if ep is None:
+                return Response(404, _error(404, f"{name} not found"))
+            split = ep["trafficSplit"]
+            if not split or not any(split.values()):
+                return Response(400, _error(400, f"{name} has no deployed model taking traffic"))
+            did = max(split, key=lambda k: (split[k], k))
+            deployed = next(d for d in ep["deployedModels"] if d["id"] == did)
+            model, err = self._model_by_name(deployed["model"])
+            if model is None:
+                return Response(500, _error(500, err))
+            instances = req.json().get("instances") or []
+            try:
+                predictions = _serve(model, instances)
+            except Exception as exc:  # the container failed to load or answer
+                return Response(500, _error(500, f"prediction container error: {type(exc).__name__}: {exc}"))
+            self.predictions.append((name, deployed.get("displayName", "")))
+            return Response(200, {"predictions": predictions, "deployedModelId": did})
+
+    def _model_by_name(self, resource: str) -> tuple[dict[str, Any] | None, str]:
+        model_id, _, ref = resource.rsplit("/", 1)[-1].partition("@")
+        versions = self.models.get(model_id, {}).get("versions", {})
+        ref = ref or "default"
+        if ref in versions:
+            return versions[ref], ""
+        for v in versions.values():
+            if ref in v.get("versionAliases", []):
+                return v, ""
+        return None, f"model {resource} not found"
+
+
+def _serve(model: dict[str, Any], instances: list[Any]) -> list[Any]:
+    """What the model's serving container answers (sklearn: loads model.joblib; vLLM: a short text)."""
+    from tests.fakes.vertex_server import read_gcs
+
+    image = model.get("containerSpec", {}).get("imageUri", "")
+    artifact = model.get("artifactUri", "").rstrip("/")
+    if "sklearn" in image:
+        import io
+
+        import joblib
+
+        estimator = joblib.load(io.BytesIO(read_gcs(f"{artifact}/model.joblib")))
+        return [str(p) for p in estimator.predict(list(instances))]
+    if "vllm" in image:
+        read_gcs(f"{artifact}/tuneloop_lora.json")  # the model folder must be there
+        return [f"hello from {model.get('displayName')}" for _ in instances]
+    raise RuntimeError(f"the stand-in does not serve image {image!r}")
 
 
 def _done_operation(name: str, type_url: str, response: dict[str, Any]) -> dict[str, Any]:

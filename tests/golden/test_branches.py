@@ -67,7 +67,8 @@ def branch(spec: dict, image: str) -> dict:
     assert len(hits) == 1, f"expected one branch on image == {image!r}, found {[n for n, _ in hits]}"
     cond_name, cond = hits[0]
     cond_component = cond["componentRef"]["name"]
-    [(sub_name, sub)] = _dag(spec, cond_component)["tasks"].items()
+    # The branch's sub-pipeline; beside it, for served providers, the optional deploy step's condition.
+    [(sub_name, sub)] = [(n, t) for n, t in _dag(spec, cond_component)["tasks"].items() if "triggerPolicy" not in t]
     sub_component = sub["componentRef"]["name"]
     return {
         "condition": cond,
@@ -142,7 +143,14 @@ def test_each_branch_tunes_evaluates_and_promotes_with_the_checked_provider(spec
     tune, _ = _only(b["tasks"], "tune-model")
     evaluate, ev = _only(b["tasks"], "evaluate-model")
     promote, pr = _only(b["tasks"], "promote-model")
-    assert set(b["tasks"]) == {tune, evaluate, promote}
+    gates = {n: t for n, t in b["tasks"].items() if "triggerPolicy" in t}
+    assert set(b["tasks"]) - set(gates) == {tune, evaluate, promote}
+    # the optional deployment: after promotion, only when deploy_endpoint is set
+    [(gate_name, gate)] = gates.items()
+    assert gate["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--deploy_endpoint'] != ''"
+    assert gate["dependentTasks"] == [promote]
+    [(deploy_name, _)] = _dag(spec, gate["componentRef"]["name"])["tasks"].items()
+    assert deploy_name.startswith("deploy-champion")
     assert ev["dependentTasks"] == [tune] and sorted(pr["dependentTasks"]) == sorted([tune, evaluate])
     for task in (tune, evaluate):  # the first task's canonical name, not the raw pipeline parameter
         assert resolve(spec, b["chain"], task, "provider") == ("output", "check-config.provider")

@@ -37,6 +37,7 @@ NEVER_CACHED = {
     "check-selfplay-config": "the registry's champion",
     "combine-exports": "earlier runs' exports under data_root; it keeps this run's",
     "promote-selfplay": "the registry (compare-and-set of the champion)",
+    "deploy-champion": "the registry's champion and the endpoint's deployments; it moves traffic",
     "record-selfplay-skip": "the registry's champion and curriculum record; writes the summary",
 }
 

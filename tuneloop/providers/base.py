@@ -142,6 +142,9 @@ class Provider(abc.ABC):
         credential: what the tasks need to reach the provider: an API key's environment variable
             (``OPENAI_API_KEY``; ``<VAR>_SECRET`` in ``task_env`` names a Secret Manager version instead),
             ``google`` (Application Default Credentials or a token), ``aws`` (boto3's chain), or None.
+        serving: the serving container a Vertex AI endpoint runs its champion on (``sklearn``: the
+            prebuilt scikit-learn image; ``llm``: an LLM serving image over the adapter), or None
+            when its models are served by the provider (the ``deploy_endpoint`` step skips them).
     """
 
     name: ClassVar[str] = ""
@@ -156,6 +159,7 @@ class Provider(abc.ABC):
     method: ClassVar[str | None] = None
     family_default: ClassVar[bool] = False
     credential: ClassVar[str | None] = None
+    serving: ClassVar[str | None] = None
 
     @classmethod
     def catalog_name(cls) -> str:

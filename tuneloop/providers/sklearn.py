@@ -187,6 +187,7 @@ class SklearnProvider(Provider):
     """
 
     name = PROVIDER_NAME
+    serving = "sklearn"
     config_class = SklearnConfig
 
     def __init__(self, output_dir: str | None = None):

@@ -265,6 +265,11 @@ class FileRegistry:
         # generation None = there was no alias file: create-only, so a racing first promotion loses.
         storage.write_json(self.aliases_uri, value, if_generation=generation)
 
+    def champion_version(self) -> str | None:
+        """The champion's version name (``"v3"``) from the alias file alone: one small read, for polling."""
+        value, _ = self._read_aliases()
+        return value.get(CHAMPION)
+
     def champion(self) -> VersionRecord | None:
         """The current champion's record, or None before the first promotion."""
         value, _ = self._read_aliases()

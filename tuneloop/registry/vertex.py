@@ -245,6 +245,11 @@ class VertexRegistry:
         return sorted((self._record(m) for m in models), key=lambda r: r.number)
 
     # -- champion ---------------------------------------------------------------------------------------
+    def champion_version(self) -> str | None:
+        """The champion's version name (``"v3"``): one ``models.get`` of ``@champion``, for polling."""
+        model = self._get_model(CHAMPION)
+        return None if model is None else f"v{model.version_id}"
+
     def champion(self) -> VersionRecord | None:
         """The version holding the ``champion`` alias, or None before the first promotion."""
         model = self._get_model(CHAMPION)

@@ -1,10 +1,12 @@
-"""``tuneloop report ...``: a registry's history page, and the latest report of a local run.
+"""``tuneloop report ...``: a registry's history page, the latest report of a local run, and model
+performance over time from the warehouse (``models``, ``views``).
 
 Mounted by the main CLI as ``app.add_typer(report_app, name="report")``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,8 +14,10 @@ from typing import Annotated
 
 import typer
 
-report_app = typer.Typer(help="HTML reports: a registry's history, a local run's latest report.",
-                         no_args_is_help=True)
+report_app = typer.Typer(
+    help="Reports: a registry's history and a local run's latest report (HTML); model performance over time.",
+    no_args_is_help=True,
+)
 
 # Output names of the components that write a report (KFP names the artifact file after its output).
 ARTIFACT_NAMES = ("report",)
@@ -23,7 +27,7 @@ DEFAULT_PIPELINE_ROOT = Path(".tuneloop/runs")
 
 @report_app.callback()
 def _group() -> None:
-    """HTML reports (self-contained: open them anywhere, they fetch nothing)."""
+    """Reports: HTML pages (self-contained: open them anywhere, they fetch nothing) and warehouse tables."""
 
 
 def _is_report(path: Path) -> bool:
@@ -132,3 +136,74 @@ def history(
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(render_history(record), encoding="utf-8")
     typer.echo(f"wrote {dest} ({len(record['versions'])} versions, champion {record['champion'] or 'none'})")
+
+
+# -- model performance over time (the packaged warehouse views) --------------------------------------
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+_Warehouse = Annotated[str, typer.Option(help="Warehouse URI: duckdb:///path.duckdb or bigquery://PROJECT/DATASET.")]
+_Games = Annotated[str, typer.Option(help="The game table ('' to skip).")]
+_Interactions = Annotated[str, typer.Option(help="The interaction table ('' to skip).")]
+
+
+@report_app.command("models")
+def report_models(
+    warehouse: _Warehouse,
+    games_table: _Games = "game_results",
+    table: _Interactions = "interactions",
+    days: Annotated[int, typer.Option(help="The last N days (0 = everything).")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Per model version per day: games and AI survival rate; live rows, correction rate, accuracy.
+
+    The same SELECTs as the packaged views (``tuneloop report views`` creates them for dashboards).
+    """
+    from tuneloop.warehouse import WarehouseError, open_warehouse
+    from tuneloop.warehouse.views import format_report, model_report
+
+    try:
+        wh = open_warehouse(warehouse)
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc), 2)
+    try:
+        report = model_report(wh, games_table=games_table or None, interactions_table=table or None,
+                              days=days or None)
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+    finally:
+        wh.close()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+    else:
+        typer.echo(format_report(report))
+
+
+@report_app.command("views")
+def report_views(
+    warehouse: _Warehouse,
+    games_table: _Games = "game_results",
+    table: _Interactions = "interactions",
+    prefix: Annotated[str, typer.Option(help="View name prefix (may name a dataset: reporting.tuneloop_).")] = "tuneloop_",
+) -> None:
+    """Create (or replace) the packaged views in the warehouse, for Looker Studio and other dashboards."""
+    from tuneloop.warehouse import WarehouseError, open_warehouse
+    from tuneloop.warehouse.views import create_views
+
+    try:
+        wh = open_warehouse(warehouse)
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc), 2)
+    try:
+        made = create_views(wh, games_table=games_table or None, interactions_table=table or None, prefix=prefix)
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+    finally:
+        wh.close()
+    if not made:
+        _fail(f"no view created: neither {games_table!r} nor {table!r} exists in {warehouse}")
+    for name in made:
+        typer.echo(f"view {name}")

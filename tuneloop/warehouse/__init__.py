@@ -6,6 +6,8 @@
   transpilation (cached) for other engines, :func:`load_query` for the packaged ``queries/*.sql``.
 - :mod:`.duckdb` — the embedded default backend (``duckdb:///path.duckdb``).
 - :mod:`.extract` — :func:`extract_new`: rows newer than a watermark -> canonical examples + quarantine.
+- :mod:`.games` — the game table (``game_results``): columns, DDL, typed row, Firestore-document mapping.
+- :mod:`.views` — per-model-version-per-day views (games / AI survival; rows / corrections / accuracy).
 
 Importing this package does not import duckdb, sqlglot or pyarrow; the backends import them when used.
 """

@@ -136,11 +136,25 @@ class Warehouse(Protocol):
         """Create the interaction table if missing; raise WarehouseError if it exists with other columns."""
         ...
 
-    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+    def insert_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, row_ids: Sequence[str] | None = None
+    ) -> int:
         """Append rows (keys from TABLE_COLUMNS, values per :func:`coerce_row`); returns the count.
+
+        ``row_ids``: a stable id per row (BigQuery's streaming ``insertId``), for callers that retry.
 
         Raises:
             InsertError: rows did not land; ``failed_rows`` says which.
+        """
+        ...
+
+    def insert_records(
+        self, table: str, records: Sequence[Mapping[str, Any]], *, row_ids: Sequence[str] | None = None
+    ) -> int:
+        """Append rows of any table (the game table, a dead-letter table); values are Python values.
+
+        Raises:
+            InsertError: rows did not land; ``failed_rows`` says which (None: the whole request).
         """
         ...
 

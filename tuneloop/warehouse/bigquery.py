@@ -147,6 +147,9 @@ class BigQueryWarehouse:
         client: A ``google.cloud.bigquery.Client`` (default: built from the environment, see the module).
         read_client: A ``BigQueryReadClient`` for the Storage Read API; ``"auto"`` (default) builds one on
             Google Cloud, and none against an emulator that only serves REST; None reads REST pages.
+        retry_deadline_s: How long the client retries a transient failure (5xx, 429, a lost connection)
+            before the call raises; None keeps the client's default (10 minutes). A live service or a
+            Cloud Function sets it short and retries on its own terms.
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class BigQueryWarehouse:
         location: str | None = None,
         client: Any = None,
         read_client: Any = "auto",
+        retry_deadline_s: float | None = None,
     ):
         _check_names(project, dataset, bigquery_uri(project, dataset))
         self.project = project
@@ -165,6 +169,23 @@ class BigQueryWarehouse:
         self.uri = bigquery_uri(project, dataset, location)
         self._client = client if client is not None else _make_client(project, location)
         self._read_client = _make_read_client() if read_client == "auto" else read_client
+        if retry_deadline_s is not None and (
+            isinstance(retry_deadline_s, bool) or not isinstance(retry_deadline_s, int | float) or retry_deadline_s <= 0
+        ):
+            raise ValueError(f"retry_deadline_s={retry_deadline_s!r} must be a number of seconds > 0 (or None)")
+        self.retry_deadline_s = retry_deadline_s
+
+    def _retry_kwargs(self, *, job: bool = False) -> dict[str, Any]:
+        """``retry``/``timeout`` (and ``job_retry``) for a client call, bounded by ``retry_deadline_s``."""
+        if self.retry_deadline_s is None:
+            return {}
+        from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
+
+        d = float(self.retry_deadline_s)
+        out: dict[str, Any] = {"retry": DEFAULT_RETRY.with_deadline(d), "timeout": d}
+        if job:
+            out["job_retry"] = DEFAULT_JOB_RETRY.with_deadline(d)
+        return out
 
     # -- names ---------------------------------------------------------------------------------------
     def qualify(self, table: str, *, param: str = "table") -> str:
@@ -218,8 +239,11 @@ class BigQueryWarehouse:
             labels=dict(JOB_LABELS),
         )
         try:
-            job = self._client.query(statement, job_config=config, location=self.location)
-            rows = job.result()
+            # job_retry=None at submission: the client would otherwise wrap the insert in its own retry
+            # with a 10-minute deadline whatever retry says; result() below still retries a failed job.
+            start = {**self._retry_kwargs(job=True), "job_retry": None} if self.retry_deadline_s else {}
+            job = self._client.query(statement, job_config=config, location=self.location, **start)
+            rows = job.result(**self._retry_kwargs(job=True))
             if not rows.schema:  # DDL / DML: no result set
                 return
             yield from rows.to_arrow_iterable(bqstorage_client=self._read_client)
@@ -236,6 +260,8 @@ class BigQueryWarehouse:
         except gexc.GoogleAPICallError as exc:
             first = " ".join(statement.split())[:200]
             raise WarehouseError(f"query failed on {self.uri}: {exc.message} (SQL: {first})") from exc
+        except (gexc.RetryError, OSError) as exc:  # retried until the deadline; a refused connection
+            raise WarehouseError(f"query failed on {self.uri}: {exc}") from exc
 
     def query_to_parquet(
         self,
@@ -267,15 +293,33 @@ class BigQueryWarehouse:
         from google.api_core import exceptions as gexc
 
         try:
-            self._client.get_table(self.qualify(table))
+            self._client.get_table(self.qualify(table), **self._retry_kwargs())
         except gexc.NotFound:
             return False
+        except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as exc:
+            raise WarehouseError(f"cannot read table {table!r} on {self.uri}: {exc}") from exc
         return True
 
     def columns(self, table: str) -> dict[str, str]:
         """Column name -> BigQuery type of an existing table."""
-        schema = self._client.get_table(self.qualify(table)).schema
+        schema = self._client.get_table(self.qualify(table), **self._retry_kwargs()).schema
         return {f.name: f.field_type for f in schema}
+
+    def ensure_schema(self, table: str) -> None:
+        """Create the dataset a table name lives in if missing (no right to create it is fine if it exists)."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import bigquery
+
+        project, dataset, _ = self.qualify(table).split(".")
+        ds = bigquery.Dataset(f"{project}.{dataset}")
+        if self.location:
+            ds.location = self.location
+        try:
+            self._client.create_dataset(ds, exists_ok=True, **self._retry_kwargs())
+        except gexc.Forbidden:
+            pass  # the CREATE TABLE that follows says whether the dataset is there
+        except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as exc:
+            raise WarehouseError(f"cannot create dataset {project}.{dataset} on {self.uri}: {exc}") from exc
 
     def ensure_table(self, table: str) -> None:
         """Create the dataset and the interaction table if missing; check the columns if present.
@@ -303,16 +347,19 @@ class BigQueryWarehouse:
                 "table. Pick another --table name or migrate it to tuneloop.warehouse.base.TABLE_COLUMNS"
             )
 
-    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+    def insert_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, row_ids: Sequence[str] | None = None
+    ) -> int:
         """Append rows with a streaming insert; see :func:`.base.coerce_row` for values.
+
+        ``row_ids`` become the rows' ``insertId`` (default: a hash of each row's content and landing
+        time); a caller that retries the same rows passes stable ids so BigQuery can drop the repeats.
 
         Raises:
             ValueError: a row that cannot be stored (nothing inserted), naming the row index.
             InsertError: BigQuery rejected rows; ``failed_rows`` lists them (None: the request failed
-                as a whole and none landed).
+                as a whole; when the connection was lost mid-request some rows may have landed).
         """
-        from google.api_core import exceptions as gexc
-
         fq = self.qualify(table)
         now = utc_now()
         payload = []
@@ -324,12 +371,41 @@ class BigQueryWarehouse:
             payload.append({k: iso(v) if isinstance(v, dt.datetime) else v for k, v in row.items()})
         if not payload:
             return 0
+        ids = [insert_id(r) for r in payload] if row_ids is None else [str(i) for i in row_ids]
+        if len(ids) != len(payload):
+            raise ValueError(f"row_ids: {len(ids)} ids for {len(payload)} rows; pass one id per row")
+        return self._insert_json(fq, payload, ids)
+
+    def insert_records(
+        self, table: str, records: Sequence[Mapping[str, Any]], *, row_ids: Sequence[str] | None = None
+    ) -> int:
+        """Append rows of any table (the game table, a dead-letter table) with a streaming insert.
+
+        Values are Python values (lists, dicts for STRUCTs, datetimes, which are sent as ISO-8601);
+        ``row_ids`` become the ``insertId`` of each row.
+
+        Raises:
+            InsertError: as :meth:`insert_rows` (``failed_rows`` for row-level rejections).
+        """
+        payload = [{k: _json_value(v) for k, v in r.items()} for r in records]
+        if not payload:
+            return 0
+        ids = [insert_id(r) for r in payload] if row_ids is None else [str(i) for i in row_ids]
+        if len(ids) != len(payload):
+            raise ValueError(f"row_ids: {len(ids)} ids for {len(payload)} rows; pass one id per row")
+        return self._insert_json(self.qualify(table), payload, ids)
+
+    def _insert_json(self, fq: str, payload: list[dict[str, Any]], ids: list[str]) -> int:
+        from google.api_core import exceptions as gexc
+
         try:
-            errors = self._client.insert_rows_json(fq, payload, row_ids=[insert_id(r) for r in payload])
+            errors = self._client.insert_rows_json(fq, payload, row_ids=ids, **self._retry_kwargs())
         except gexc.GoogleAPICallError as exc:
             raise InsertError(
                 f"streaming insert of {len(payload)} row(s) into {fq} failed: {exc.message}"
             ) from exc
+        except (gexc.RetryError, OSError) as exc:  # retried until the deadline; connection refused / reset
+            raise InsertError(f"streaming insert of {len(payload)} row(s) into {fq} failed: {exc}") from exc
         if errors:
             failed = sorted({int(e["index"]) for e in errors})
             first = errors[0].get("errors")
@@ -354,6 +430,19 @@ class BigQueryWarehouse:
 
     def __repr__(self) -> str:
         return f"BigQueryWarehouse({self.uri!r})"
+
+
+def _json_value(value: Any) -> Any:
+    """A Python value as streaming-insert JSON: datetimes ISO-8601 (UTC), nested lists/dicts converted."""
+    if isinstance(value, dt.datetime):
+        return iso(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value
 
 
 def _make_client(project: str, location: str | None):

@@ -110,6 +110,13 @@ class DuckDBWarehouse:
         ).fetchall()
         return dict(rows)
 
+    def ensure_schema(self, table: str) -> None:
+        """Create the schema of a ``schema.table`` name if missing (a one-part name lives in ``main``)."""
+        parts = sql.validate_identifier(table, max_parts=MAX_PARTS)
+        if len(parts) == 2:
+            schema = sql.quote_identifier(parts[0], dialect="duckdb")
+            self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}").fetchall()
+
     def ensure_table(self, table: str) -> None:
         """Create the interaction table (and its schema) if missing; check the columns if present.
 
@@ -128,8 +135,12 @@ class DuckDBWarehouse:
                 "table. Pick another --table name or migrate it to tuneloop.warehouse.base.TABLE_COLUMNS"
             )
 
-    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+    def insert_rows(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, row_ids: Sequence[str] | None = None
+    ) -> int:
         """Append rows in one transaction (all land or none); see :func:`.base.coerce_row` for values.
+
+        ``row_ids`` (BigQuery's ``insertId``) is not needed here: a failed insert landed nothing.
 
         Raises:
             ValueError: a row that cannot be stored (nothing inserted), naming the row index.
@@ -138,6 +149,7 @@ class DuckDBWarehouse:
         import duckdb
         import pyarrow as pa
 
+        del row_ids
         target = sql.quote_identifier(table, dialect="duckdb", max_parts=MAX_PARTS)
         now = utc_now()
         coerced = []
@@ -175,6 +187,47 @@ class DuckDBWarehouse:
         finally:
             self._con.unregister(view)
         return len(coerced)
+
+    def insert_records(
+        self, table: str, records: Sequence[Mapping[str, Any]], *, row_ids: Sequence[str] | None = None
+    ) -> int:
+        """Append rows of any table (the game table, a dead-letter table) in one transaction.
+
+        Values are Python values (lists, dicts for STRUCTs, aware datetimes); they are converted with the
+        table's own Arrow schema, so a missing key is NULL and a nested value must fit the column's type.
+        ``row_ids`` is accepted for symmetry with BigQuery's ``insertId`` and not needed here: an insert
+        is one transaction, so it landed whole or not at all.
+
+        Raises:
+            InsertError: DuckDB refused the rows or they do not fit the columns (nothing inserted).
+        """
+        import duckdb
+        import pyarrow as pa
+
+        del row_ids
+        target = sql.quote_identifier(table, dialect="duckdb", max_parts=MAX_PARTS)
+        if not records:
+            return 0
+        try:
+            schema = self._con.sql(f"SELECT * FROM {target} LIMIT 0").to_arrow_table().schema
+        except duckdb.Error as exc:
+            raise InsertError(f"insert into {table} on {self.uri} failed: {exc}") from exc
+        unknown = sorted({k for r in records for k in r} - set(schema.names))
+        if unknown:
+            raise ValueError(f"records: unknown column(s) {unknown} for {table}; it has {schema.names}")
+        try:
+            data = pa.Table.from_pylist([dict(r) for r in records], schema=schema)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise InsertError(f"rows do not fit the columns of {table} on {self.uri}: {exc}") from exc
+        view = f"_tuneloop_rows_{uuid.uuid4().hex}"
+        self._con.register(view, data)
+        try:
+            self._con.execute(f'INSERT INTO {target} BY NAME SELECT * FROM "{view}"').fetchall()
+        except duckdb.Error as exc:
+            raise InsertError(f"insert of {len(records)} row(s) into {table} on {self.uri} failed: {exc}") from exc
+        finally:
+            self._con.unregister(view)
+        return len(records)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

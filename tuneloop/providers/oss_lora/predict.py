@@ -31,6 +31,18 @@ class Predictor:
     max_new_tokens: int = 32
     batch_size: int = 16
 
+    def probabilities(self, examples: Sequence[Example]) -> list[dict[str, float]]:
+        """``{label: probability}`` per example (sequence-classification models only).
+
+        Raises:
+            ValueError: a causal-lm model, which answers with text, not class scores.
+        """
+        if self.task == "causal-lm":
+            raise ValueError("a causal-lm model answers with generated text and gives no class probabilities; "
+                             "train with task=sequence-classification for probabilities")
+        return class_probabilities(self.model, self.tokenizer, examples, self.labels, batch_size=self.batch_size,
+                                   device=self.device)
+
     def predict(self, examples: Sequence[Example]) -> list[str]:
         """One raw answer per example, in order."""
         if self.task == "causal-lm":
@@ -76,6 +88,22 @@ def load_predictor(model_dir: str | Path, *, device: str = "auto", use_merged: b
     model.to(dev).eval()
     return Predictor(model, tokenizer, task, labels, dev, int(config.get("max_new_tokens", 32)),
                      int(config.get("predict_batch_size", 16)))
+
+
+def class_probabilities(model, tokenizer, examples: Sequence[Example], labels: Sequence[str], *,
+                        batch_size: int = 16, device=None) -> list[dict[str, float]]:
+    """Softmax over a sequence-classification head: ``{label: probability}`` for each example's prompt text."""
+    import torch
+
+    device = device or next(model.parameters()).device
+    out: list[dict[str, float]] = []
+    for s in range(0, len(examples), batch_size):
+        texts = [ex.prompt_text for ex in examples[s : s + batch_size]]
+        enc = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(device)
+        with torch.no_grad():
+            probs = torch.softmax(model(**enc).logits.float(), dim=-1).cpu().tolist()
+        out.extend({lab: float(p) for lab, p in zip(labels, row, strict=True)} for row in probs)
+    return out
 
 
 def _stop_ids(model, tokenizer) -> list[int]:

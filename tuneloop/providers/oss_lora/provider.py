@@ -74,6 +74,7 @@ class OssLoraProvider(Provider):
     requires = ("torch", "transformers", "peft")
     image = "gpu"
     tasks = ("classification", "chat")
+    serving = "llm"
     config_class = LoraConfig
 
     def __init__(self, output_dir: str | None = None, *, log: Callable[[str], None] = print):
@@ -234,10 +235,25 @@ class OssLoraProvider(Provider):
             if record and record.get("state") in ("submitted", "running"):
                 self._write_record(run_dir, {**record, "state": "cancelled", "cancelled_at": utc_now()})
 
-    def predict(self, model_ref: str, examples: Sequence[Example]) -> list[str]:
-        """Greedy answers (or labels) of the model folder ``model_ref`` for each example's prompt."""
+    def _predictor(self, model_ref: str):
         from tuneloop.providers.oss_lora.predict import load_predictor
 
         if model_ref not in self._predictors:
             self._predictors[model_ref] = load_predictor(model_ref)
-        return self._predictors[model_ref].predict(examples)
+        return self._predictors[model_ref]
+
+    def predict(self, model_ref: str, examples: Sequence[Example]) -> list[str]:
+        """Greedy answers (or labels) of the model folder ``model_ref`` for each example's prompt."""
+        return self._predictor(model_ref).predict(examples)
+
+    def predict_proba(self, model_ref: str, examples: Sequence[Example]) -> list[dict[str, float]]:
+        """Class probabilities ``{label: p}`` of a sequence-classification model folder, per example.
+
+        Raises:
+            ValueError: a causal-lm model (it answers with text; see :meth:`predict`).
+        """
+        return self._predictor(model_ref).probabilities(examples)
+
+    def task_of(self, model_ref: str) -> str:
+        """``causal-lm`` or ``sequence-classification``: what the model folder ``model_ref`` was trained as."""
+        return str(ckpt.read_manifest(model_ref)["task"])
