@@ -25,6 +25,7 @@ TOKENS_PER_NAME = 1
 TOKENS_REPLY_PRIMING = 3
 
 CACHE_LIMIT = 1 << 16  # cached strings per counter
+MEMO_LIMIT = 1 << 14  # rendered turns remembered per renderer (see TokenCounter.memo)
 
 
 def _public_counter(encoding: str) -> Callable[[str], int]:
@@ -83,8 +84,7 @@ class TokenCounter:
         self.native: Callable[[str], int] = native if native is not None and native(probe) == public(probe) else public
         self._public = public
         self.cache: dict[str, int] = {}
-        # (role, content) -> (rendered turn, its count): templates that count a turn at a time (hf)
-        self.turns: dict[tuple[str, str], tuple[str, int]] = {}
+        self._memos: dict[str, dict] = {}
 
     def count_uncached(self, text: str) -> int:
         """Tokens in ``text``, without the cache (the hot loops inline the cache themselves)."""
@@ -126,10 +126,23 @@ class TokenCounter:
             append(n)
         return out
 
+    def memo(self, name: str) -> dict:
+        """A renderer's memo of distinct turns, e.g. ``(role, content) -> (its JSON, its tokens, ...)``.
+
+        Formats render, count and check each distinct turn once (system prompts and stock replies
+        repeat across a dataset). The renderer keeps it under :data:`MEMO_LIMIT` entries; it lives
+        here so that :meth:`clear_cache` forgets it with the counts.
+        """
+        memo = self._memos.get(name)
+        if memo is None:
+            memo = self._memos[name] = {}
+        return memo
+
     def clear_cache(self) -> None:
-        """Forget cached counts (benchmarks call this between runs)."""
+        """Forget cached counts and rendered turns (benchmarks call this between runs)."""
         self.cache.clear()
-        self.turns.clear()
+        for memo in self._memos.values():
+            memo.clear()
 
 
 @functools.lru_cache(maxsize=len(ENCODINGS))
