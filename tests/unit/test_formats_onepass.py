@@ -144,3 +144,18 @@ def test_an_example_that_does_not_render_is_rejected_with_the_error():
     line, row, _, reasons = get_format("openai").format_example(bad, Limits())
     assert line is None and reasons == ["messages[0].role: 'bot' is not one of system, user, assistant, tool"]
     assert json.dumps(row["messages"][0]) == '{"role": "bot", "content": "hi"}'
+
+
+def test_a_duplicate_is_quarantined_with_its_row_spelled_as_every_line(tmp_path):
+    from tuneloop.formats import format_dataset
+
+    ex = Example(id="dup", messages=(Message("user", "Grüße \"quoted\""), Message("assistant", "ok", 1.0)))
+    format_dataset({"train": [ex] * 12, "validation": [], "eval": [ex]}, "hf", tmp_path, min_examples=1)
+    lines = (tmp_path / "quarantine.jsonl").read_text(encoding="utf-8").splitlines()
+    row = get_format("hf").render(ex)
+    expected = [
+        encode_line({"id": "dup", "split": split, "reasons": [
+            f"id: duplicate example {where}; each example may appear once (no split leakage)"], "row": row})
+        for split, where in [("train", "earlier in this split")] * 11 + [("eval", "already in split 'train'")]
+    ]
+    assert lines == expected

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tuneloop.examples import SPLITS, Example
 from tuneloop.formats.base import Format, Limits
-from tuneloop.formats.jsonl import encode_line, paused_gc
+from tuneloop.formats.jsonl import encode_line, encode_str, paused_gc
 from tuneloop.formats.registry import resolve
 from tuneloop.formats.reports import FormatReport, ReasonCounter, TooFewExamplesError
 
@@ -154,9 +154,12 @@ class DatasetWriter:
                     else:
                         where = "earlier in this split" if first == split else f"already in split {first!r}"
                         dup = f"id: duplicate example {where}; each example may appear once (no split leakage)"
-                        if line is not None:
-                            row, line = json.loads(line), None
                         reasons = [dup, *reasons]
+                        if line is not None:  # the rendered line is the row, spelled as encode_line spells it
+                            reasons_seen.add(reasons)
+                            bad.append(f'{{"id":{encode_str(ex.id)},"split":"{split}","reasons":{encode(reasons)},'
+                                       f'"row":{line}}}')
+                            continue
                 if line is not None:
                     kept.append(line)
                     total += tokens

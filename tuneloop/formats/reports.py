@@ -74,9 +74,19 @@ class ReasonCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self._kinds: dict[str, str] = {}  # reason -> its kind (the same reasons repeat across rows)
 
     def add(self, reasons: Sequence[str]) -> None:
-        self.counts.update({reason_kind(r) for r in reasons})
+        kinds = self._kinds
+        if len(kinds) > 1 << 14:
+            kinds.clear()
+        found = set()
+        for r in reasons:
+            kind = kinds.get(r)
+            if kind is None:
+                kind = kinds[r] = reason_kind(r)
+            found.add(kind)
+        self.counts.update(found)
 
     def top(self, n: int = TOP_REASONS) -> list[tuple[str, int]]:
         """The ``n`` most frequent kinds, most frequent first (ties by name)."""
