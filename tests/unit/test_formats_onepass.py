@@ -159,3 +159,19 @@ def test_a_duplicate_is_quarantined_with_its_row_spelled_as_every_line(tmp_path)
         for split, where in [("train", "earlier in this split")] * 11 + [("eval", "already in split 'train'")]
     ]
     assert lines == expected
+
+
+def test_the_native_counter_is_checked_against_the_public_encoder():
+    import warnings
+
+    with warnings.catch_warnings():  # bpe_openai 0.1.4 loads its tables with a deprecated importlib API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai
+
+    from tuneloop.formats.tokens import PROBES, TokenCounter
+
+    for encoding, probes in PROBES.items():
+        public = bpe_openai.get_encoding(encoding)
+        counter = TokenCounter(encoding)
+        for text, n in probes:
+            assert len(public.encode_ordinary(text)) == n == counter.count_uncached(text)

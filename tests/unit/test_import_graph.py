@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("tuneloop/formats", "tuneloop/warehouse")
-MODULES = ("tuneloop/datasets.py", "tuneloop/examples.py", "tuneloop/loading.py", "tuneloop/storage.py")
+MODULES = ("tuneloop/datasets.py", "tuneloop/examples.py", "tuneloop/loading.py", "tuneloop/merge.py", "tuneloop/storage.py")
 
 
 def module_name(path: Path) -> str:
