@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 EXTRAS := dev,hosted,lora,selfplay,gcp,reports
 PYTEST := $(PY) -m pytest -p no:cacheprovider -p no:bqemulator --durations=15
 
-.PHONY: setup demo test test-all compile lint bench bench-formatter bench-lora bench-selfplay clean chromium
+.PHONY: setup demo test test-all compile lint bench bench-formatter bench-export bench-lora bench-selfplay clean chromium
 
 setup: $(STAMP)
 
@@ -36,10 +36,14 @@ lint: setup lint-dockerfiles
 	$(PY) -m compile --check
 
 # Benchmarks write their results (with the machine noted) to bench/RESULTS-*.md; commit them.
-bench: bench-formatter bench-lora bench-selfplay
+bench: bench-formatter bench-export bench-lora bench-selfplay
 
 bench-formatter: setup
 	$(PY) bench/bench_formatter.py --out bench/RESULTS-formatter.md
+
+# export-dataset and tuneloop load at 100k, 400k and 1.6M rows: wall time, rows/s, peak RSS (several minutes)
+bench-export: setup
+	$(PY) bench/bench_export.py --out bench/RESULTS-export.md
 
 bench-lora: setup
 	$(PY) bench/bench_lora.py --repeats 3 --results bench/RESULTS-lora.md

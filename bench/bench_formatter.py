@@ -1,8 +1,8 @@
 """Benchmark: tuneloop's formatter vs the usual cookbook loop, on synthetic support chats.
 
-Ours, per format: render canonical examples -> validate every row -> count tokens (batch), timed
-in memory (``core``) and end to end (``format_dataset``: also writing train/validation/eval,
-quarantine and report files).
+Ours, per format: render + count tokens + validate each canonical example in one pass
+(``Format.format_many``), timed in memory (``core``) and end to end (``format_dataset``: also the
+split files, the quarantine and the report written to disk).
 
 Baseline ("the way people do it today"): the OpenAI cookbook "Data preparation and analysis for
 chat model fine-tuning" loop over an OpenAI chat JSONL file: ``json.loads`` one line at a time,
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import bpe_openai
 
-    from tuneloop.formats.base import paused_gc
+    from tuneloop.formats.jsonl import paused_gc
     from tuneloop.formats.tokens import get_counter
 
     t0 = time.perf_counter()
@@ -296,11 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, fmt in fmts.items():
 
                 def core(fmt=fmt):
+                    tokens = rejected = 0
                     with paused_gc():
-                        rendered = fmt.render_many(examples)
-                        tokens = fmt.count_tokens(rendered)
-                        reasons = fmt.validate_many(rendered, limits, tokens)
-                    return sum(tokens), sum(1 for r in reasons if r)
+                        for _line, _row, t, reasons, _dropped in fmt.format_many(examples, limits):
+                            tokens += t
+                            rejected += bool(reasons)
+                    return tokens, rejected
 
                 def e2e(name=name):
                     out = tmp / f"out-{name}"
@@ -358,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## tuneloop formatter",
         "",
-        "`core` = render + validate (all of the provider's rules) + token count, in memory: the same work "
-        "as the baseline. `format_dataset` = the pipeline step end to end: render, count, validate, "
-        "quarantine, and write train/validation/eval/quarantine JSONL + report.json (the baseline writes "
+        "`core` = render (to the JSON line written to the file) + token count + validate (all of the "
+        "provider's rules), one pass per example, in memory: the same work as the baseline. "
+        "`format_dataset` = the pipeline step end to end: the same pass plus the quarantine, and "
+        "train/validation/eval/quarantine JSONL + report.json written to disk (the baseline writes "
         "nothing). Ratios are against the first (cheaper) baseline row, wall clock, with the CPU-time ratio "
         "in parentheses (less sensitive to other load on the machine).",
         "",
@@ -374,13 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         "chats, which Gemini and Bedrock forbid (user/model must alternate) and OpenAI/HF allow.",
         "",
         "Where the time goes: token counting dominates (the Rust BPE itself). Ours calls the tokenizer's "
-        "native `count` (no token list, no special-token regex scan, no per-call metrics object), counts a "
-        "repeated text (the system prompt, stock closings) once, renders from memory instead of re-parsing "
-        "JSON, validates in one pass with frozenset key checks, pauses the cyclic GC while building rows, "
-        "and serialises with one reused C JSON encoder. Gemini/Bedrock/HF token counts are o200k_base "
-        "estimates, labelled as such. HF counts the chat-template text a turn at a time (o200k "
-        "pre-tokenizes at every ChatML turn boundary, so the sum is the text's exact count), so repeated "
-        "turns are counted once too.",
+        "native `count` (no token list, no special-token regex scan, no per-call metrics object). One pass "
+        "per example: each distinct turn is rendered to its JSON, counted and checked once and remembered "
+        "(the system prompt and stock replies repeat), the line is joined from those pieces (no row dict, "
+        "no JSON encoder), and the structural rules are judged once per conversation shape (roles in "
+        "order, turn weights) by the same validator `tuneloop validate` runs, so a row is re-checked only "
+        "when it is rejected. Gemini/Bedrock/HF token counts are o200k_base estimates, labelled as such; "
+        "HF counts the ChatML text a turn at a time (o200k pre-tokenizes at every turn boundary, so the "
+        "sum is the text's exact count).",
         "",
     ]
     text = "\n".join(md)

@@ -67,30 +67,48 @@ def _checked_params(items: list[str], parameters, pipeline: str) -> dict:
         _fail(str(exc), 2)
 
 
-@app.command()
+def _load_help() -> str:
+    from tuneloop.loading import CSV_COLUMNS
+
+    columns = "\n".join(f"{name}: {what}" for name, what in CSV_COLUMNS.items())
+    return (
+        "Load your own examples into the warehouse table the pipelines read.\n\n"
+        "FILE is canonical JSONL (one example per line: messages, label, source, weight, created_at, meta) "
+        "or a CSV whose header names these columns:\n\n\b\n"
+        f"{columns}\n\n"
+        "Good rows are inserted; a row whose example (same text and label, or same JSONL content) is already "
+        "in the table is counted as a duplicate and not inserted again; bad rows are listed with their line "
+        "number and reason (exit code 1). --report FILE writes all of it as JSON."
+    )
+
+
+@app.command(help=_load_help())
 def load(
     file: Annotated[
-        Path, typer.Argument(help="Canonical JSONL, or CSV with columns text,label[,corrected].")
+        Path, typer.Argument(help="Canonical JSONL, or CSV with columns text,label[,corrected,created_at].")
     ],
     warehouse: Annotated[str, typer.Option(help="Warehouse URI, e.g. duckdb:///data/warehouse.duckdb.")],
     table: Annotated[str, typer.Option(help="Table to append to (created if missing).")] = "interactions",
     source: Annotated[str, typer.Option(help="Source for rows that give none: imported, live, synthetic.")] = "",
+    report: Annotated[
+        Path | None, typer.Option(help="Write the JSON report (inserted, duplicates, every rejected line) here.")
+    ] = None,
 ) -> None:
-    """Load your own examples into the warehouse table the pipelines read.
-
-    Good rows are inserted; bad rows are listed with their line number and reason (exit code 1).
-    """
-    from tuneloop.loading import format_report, load_file
+    from tuneloop.loading import format_report, load_file, report_json
     from tuneloop.warehouse import WarehouseError
 
     if not file.exists():
         _fail(f"FILE {file} does not exist", 2)
     try:
-        report = load_file(str(file), warehouse, table, source=source or None)
+        result = load_file(str(file), warehouse, table, source=source or None)
     except (ValueError, WarehouseError) as exc:  # bad header, URI or table name: nothing was loaded
         _fail(str(exc), 2)
-    typer.echo(format_report(report))
-    if report.rejected:
+    typer.echo(format_report(result))
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(report_json(result) + "\n", encoding="utf-8")
+        typer.echo(f"report: {report}")
+    if result.rejected:
         raise typer.Exit(1)
 
 

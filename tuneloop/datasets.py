@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,14 @@ from typing import Any
 
 from tuneloop import examples as ex
 from tuneloop import storage
+from tuneloop.merge import Merge
 
 MANIFEST = "manifest.json"
 STATE = "state.json"
 CANONICAL_DIR = "canonical"
 QUARANTINE = "quarantine.jsonl"
 DEFAULT_MIN_NEW_EXAMPLES = 100  # support-intent system: retrain only on 100+ new samples
+_NOT_DATA = (".lock", ".tmp")  # what a writer may leave beside the data; never published
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,14 @@ def load_dataset(uri: str, *, splits: Sequence[str] = ex.SPLITS) -> Dataset:
         raise storage.StorageError(
             f"dataset_uri={uri!r} has no {MANIFEST}; pass the dataset_uri printed by export-dataset"
         )
-    local = storage.download_dir(uri) if storage.is_remote(uri) else Path(uri)  # gs://: a cached mirror
-    data = {s: ex.read_parquet(local / CANONICAL_DIR / f"{s}.parquet") for s in splits}
+    files = dict(zip(ex.SPLITS, canonical_files(uri), strict=True))  # gs://: a cached mirror of canonical/
+    data = {s: ex.read_parquet(files[s]) for s in splits}
     return Dataset(uri=uri, manifest=manifest, splits=data)
 
 
 def resolve_corrections(examples: Iterable[ex.Example]) -> tuple[list[ex.Example], int]:
-    """A human correction supersedes every other answer to the same prompt.
+    """A human correction supersedes every other answer to the same prompt (in memory; the pipeline
+    merges on disk with :class:`tuneloop.merge.Merge`, which follows exactly these rules).
 
     Examples are grouped by their prompt (all turns before the final assistant turn); where a group
     holds a ``corrected`` example, the non-corrected ones with another answer are dropped.
@@ -113,6 +117,14 @@ def resolve_corrections(examples: Iterable[ex.Example]) -> tuple[list[ex.Example
     return ex.dedupe(kept), superseded
 
 
+def canonical_files(uri: str) -> list[Path]:
+    """Local paths of a published dataset's canonical Parquet files in split order (``gs://``: only
+    ``canonical/`` is mirrored, streamed to disk)."""
+    folder = storage.join(uri, CANONICAL_DIR)
+    local = storage.download_dir(folder) if storage.is_remote(uri) else Path(folder)
+    return [local / f"{s}.parquet" for s in ex.SPLITS]
+
+
 def build_dataset(
     new_examples: Sequence[ex.Example],
     out_dir: str | Path,
@@ -128,62 +140,165 @@ def build_dataset(
 ) -> dict[str, Any]:
     """Merge ``new_examples`` into ``previous``, split by id hash, render each format; returns the manifest.
 
+    The in-memory form of :func:`build_dataset_files` (which see), for callers that hold the examples.
+
     Raises ``formats.TooFewExamplesError`` when a format keeps fewer than ``min_examples`` train rows.
     """
-    from tuneloop.formats import format_dataset
+    with tempfile.TemporaryDirectory(prefix="tuneloop-build-") as tmp:
+        new_path, q_path = Path(tmp) / "new.parquet", Path(tmp) / QUARANTINE
+        ex.write_parquet(new_path, new_examples)
+        ex.write_jsonl(q_path, quarantined)
+        return build_dataset_files(
+            new_path, out_dir, previous_uri=previous.uri if previous else None,
+            previous_hash=previous.hash if previous else None, formats=formats, fractions=fractions,
+            min_examples=min_examples, system_prompt=system_prompt, model=model, watermark=watermark,
+            quarantine_path=q_path,
+        )
+
+
+def build_dataset_files(
+    new_path: str | Path,
+    out_dir: str | Path,
+    *,
+    previous_uri: str | None,
+    previous_hash: str | None = None,
+    formats: Sequence[str] = (),
+    fractions: Sequence[float] = ex.DEFAULT_FRACTIONS,
+    min_examples: int = 10,
+    system_prompt: str | None = None,
+    model: str | None = None,
+    watermark: str | None = None,
+    quarantine_path: str | Path | None = None,
+    merge: Merge | None = None,
+    batch_rows: int | None = None,
+) -> dict[str, Any]:
+    """Merge the new examples (a canonical Parquet file) into the previous dataset, split, render; returns the manifest.
+
+    Streams: the merge runs on disk (:class:`tuneloop.merge.Merge`) and the merged examples pass
+    through the splitter, the canonical Parquet writers and every format's writer
+    ``batch_rows`` at a time, so memory does not grow with the dataset. The output is the same as
+    merging in memory: :func:`resolve_corrections`, then split by id hash, then each format.
+
+    Args:
+        new_path: the new examples (canonical Parquet).
+        out_dir: the dataset folder to build (replaced if it exists).
+        previous_uri: the previous published dataset (its canonical files are merged), or None.
+        previous_hash: its hash, recorded as ``previous`` in the manifest.
+        formats / min_examples / system_prompt / model: what to render (see ``formats.format_dataset``).
+        fractions: train/validation/eval shares of the id-hash split.
+        watermark: recorded in the manifest.
+        quarantine_path: the rows the extract rejected (JSONL), copied into the dataset.
+        merge: an open Merge of the same files (a caller that already counted new ids with it).
+        batch_rows: examples per batch (default :data:`tuneloop.merge.BATCH_ROWS`).
+
+    Raises:
+        formats.TooFewExamplesError: a format keeps fewer than ``min_examples`` train rows.
+    """
+    from tuneloop.formats import DatasetWriter
 
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    old = [e for split in (previous.splits.values() if previous else []) for e in split]
-    merged, superseded = resolve_corrections([*old, *new_examples])
-    splits = ex.split_examples(merged, fractions)
-    for name, rows in splits.items():
-        ex.write_parquet(out / CANONICAL_DIR / f"{name}.parquet", rows)
-    ex.write_jsonl(out / QUARANTINE, quarantined)
-    labels = sorted({e.target for e in merged if e.label is not None and e.target is not None})
-    reports = {}
-    for fmt in formats:
-        report = format_dataset(
-            splits, fmt, str(out / fmt), min_examples=min_examples, system_prompt=system_prompt, model=model
-        )
-        reports[fmt] = report.to_dict() if hasattr(report, "to_dict") else dict(vars(report))
-    manifest = {
-        "dataset_hash": ex.dataset_hash(merged),
-        "counts": {name: len(rows) for name, rows in splits.items()},
-        "total": len(merged),
-        "new_examples": len(new_examples),
-        "superseded_by_corrections": superseded,
-        "quarantined_at_extract": len(quarantined),
-        "labels": labels,
-        "fractions": list(fractions),
-        "watermark": watermark,
-        "previous": previous.hash if previous else None,
-        "formats": reports,
-        "created_at": ex.utc_now(),
-    }
+    own = merge is None
+    if own:
+        merge = Merge(new_path, canonical_files(previous_uri) if previous_uri else ())
+    try:
+        new_rows = merge.new_rows()
+        total = merge.run()
+        n_quarantined = 0
+        if quarantine_path is not None:
+            with open(quarantine_path, "rb") as src, (out / QUARANTINE).open("wb") as dst:
+                for line in src:  # the extract's lines as they are (written the way write_jsonl writes)
+                    if line.strip():
+                        dst.write(line if line.endswith(b"\n") else line + b"\n")
+                        n_quarantined += 1
+        else:
+            (out / QUARANTINE).write_bytes(b"")
+        counts = dict.fromkeys(ex.SPLITS, 0)
+        split_of = ex.splitter(fractions)
+        writers = [
+            DatasetWriter(fmt, out / fmt, min_examples=min_examples, system_prompt=system_prompt, model=model,
+                          check_duplicates=False)  # ids are unique: the merge keeps one row per id
+            for fmt in formats
+        ]
+        parquet = {s: ex.ExamplesParquetWriter(out / CANONICAL_DIR / f"{s}.parquet") for s in ex.SPLITS}
+        try:
+            for batch in merge.batches(batch_rows):
+                rows: dict[str, list[int]] = {s: [] for s in ex.SPLITS}
+                for i, example_id in enumerate(batch.column("id").to_pylist()):
+                    rows[split_of(example_id)].append(i)
+                examples = [ex.example_from_row(r) for r in batch.to_pylist()] if writers else []
+                for split, picked in rows.items():
+                    if not picked:
+                        continue
+                    counts[split] += len(picked)
+                    parquet[split].write_arrow(batch.take(picked))
+                    if writers:
+                        chunk = [examples[i] for i in picked]
+                        for w in writers:
+                            w.write(split, chunk)
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+        finally:
+            for p in parquet.values():
+                p.close()
+        reports = {}
+        for i, (fmt, w) in enumerate(zip(formats, writers, strict=True)):
+            try:
+                reports[fmt] = w.close().to_dict()
+            except BaseException:  # e.g. too few rows survived: the formats after it are not finished
+                for rest in writers[i + 1 :]:
+                    rest.abort()
+                raise
+        manifest = {
+            "dataset_hash": merge.dataset_hash(),
+            "counts": counts,
+            "total": total,
+            "new_examples": new_rows,
+            "superseded_by_corrections": merge.superseded,
+            "quarantined_at_extract": n_quarantined,
+            "labels": merge.labels(),
+            "fractions": list(fractions),
+            "watermark": watermark,
+            "previous": previous_hash,
+            "formats": reports,
+            "created_at": ex.utc_now(),
+        }
+    finally:
+        if own:
+            merge.close()
     storage.write_json(str(out / MANIFEST), manifest)
     return manifest
+
+
+def data_files(built_dir: str | Path) -> list[str]:
+    """The files of a built dataset that are published, relative, sorted: data only (no lock or
+    temporary files a writer may have left), the manifest last."""
+    root = Path(built_dir)
+    names = sorted(
+        f.relative_to(root).as_posix()
+        for f in root.rglob("*")
+        if f.is_file() and not f.name.endswith(_NOT_DATA) and not f.name.startswith(".")
+    )
+    return [n for n in names if n != MANIFEST] + ([MANIFEST] if MANIFEST in names else [])
 
 
 def publish(built_dir: str | Path, dataset_root: str, *, expected: RootState) -> str:
     """Copy a built dataset to its content address and move ``state.json`` (compare-and-set).
 
-    Re-publishing the same content is a no-op for the files. Raises ``storage.ConflictError`` when
-    another run published since ``expected`` was read (its rows would otherwise be read twice).
+    Only data files are published (see :func:`data_files`), each streamed, the manifest last: a
+    dataset with a manifest is complete. Re-publishing the same content is a no-op for the files.
+    Raises ``storage.ConflictError`` when another run published since ``expected`` was read (its rows
+    would otherwise be read twice).
     """
     manifest, _ = storage.read_json(storage.join(str(built_dir), MANIFEST))
     uri = dataset_uri(dataset_root, manifest["dataset_hash"])
     if not storage.exists(storage.join(uri, MANIFEST)):
-        # the manifest goes last: a dataset with a manifest is complete
-        for f in sorted(Path(built_dir).rglob("*")):
-            rel = f.relative_to(built_dir).as_posix()
-            if f.is_file() and rel != MANIFEST:
-                storage.write(storage.join(uri, rel), f.read_bytes(), if_generation="*")
-        storage.write(
-            storage.join(uri, MANIFEST), (Path(built_dir) / MANIFEST).read_bytes(), if_generation="*"
-        )
+        for rel in data_files(built_dir):
+            storage.upload_file(Path(built_dir) / rel, storage.join(uri, rel))
     state = {"watermark": manifest.get("watermark"), "latest": manifest["dataset_hash"]}
     try:
         storage.write_json(storage.join(dataset_root, STATE), state, if_generation=expected.generation)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,29 @@ class Message:
         return d
 
 
+def _trusted(cls, values: dict[str, Any]):
+    """An instance of a frozen dataclass from values already checked (skips the per-field setattr)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# A timestamp already in the canonical form (years 1000-9999, microseconds, UTC).
+_CANONICAL_TS = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
 def normalize_timestamp(value: Any, field_name: str = "created_at") -> str:
     """Return an ISO-8601 UTC string (``...Z``) for a datetime or an ISO string."""
+    if type(value) is str and len(value) == 27 and _CANONICAL_TS.fullmatch(value):
+        try:  # already canonical: a valid date is returned as it is (what parsing and formatting gives)
+            dt.datetime.fromisoformat(value[:-1])
+            return value
+        except ValueError:
+            pass  # not a real date: the general path below says why
     if isinstance(value, dt.datetime):
         ts = value
     elif isinstance(value, str) and value.strip():
@@ -70,14 +88,42 @@ def normalize_timestamp(value: Any, field_name: str = "created_at") -> str:
     return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def json_encoder(*, sort_keys: bool = False, separators: tuple[str, str] = (",", ":")) -> Callable[[Any], str]:
+    """``obj -> str``, exactly ``json.dumps(obj, ensure_ascii=False, separators=..., sort_keys=...)``.
+
+    ``json.dumps`` with arguments builds a new encoder on every call; this builds the C encoder once
+    (used only if it reproduces the public encoder on a probe). For acyclic data (no circular check).
+    """
+    public = json.JSONEncoder(ensure_ascii=False, separators=separators, sort_keys=sort_keys)
+    probe = {"b": [1, 2.5, None, True, False], "a": "é\n\"\\", "c": {"e": [], "d": 0}}
+    try:
+        from json.encoder import c_make_encoder, encode_basestring
+
+        def default(o: Any) -> Any:
+            raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+        item, key = separators
+        fast = c_make_encoder(None, default, encode_basestring, None, key, item, sort_keys, False, True)
+        join = "".join
+
+        def encode(obj: Any) -> str:
+            return join(fast(obj, 0))
+
+        if encode(probe) == public.encode(probe):
+            return encode
+    except Exception:  # pragma: no cover - another Python's private API
+        pass
+    return public.encode  # pragma: no cover
+
+
+_SORTED_JSON = json_encoder(sort_keys=True)
+# the meta column: json.dumps(meta, sort_keys=True, ensure_ascii=False), default separators
+_META_JSON = json_encoder(sort_keys=True, separators=(", ", ": "))
+
+
 def content_id(messages: Sequence[Message], label: str | None) -> str:
     """The example id: sha256 over the canonical JSON of messages and label (first 32 hex chars)."""
-    payload = json.dumps(
-        {"messages": [m.to_dict() for m in messages], "label": label},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    payload = _SORTED_JSON({"messages": [m.to_dict() for m in messages], "label": label})
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
@@ -152,40 +198,44 @@ class Example:
         return ex
 
 
+_MESSAGE_KEY_SET = frozenset(MESSAGE_KEYS)
+_ROLE_SET = frozenset(ROLES)
+
+
 def _parse_messages(raw: Any) -> tuple[Message, ...]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ExampleError("messages", f"not valid JSON ({exc.msg}); store a JSON list of turns") from exc
-    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes) or not raw:
+    if type(raw) is not list and (not isinstance(raw, Sequence) or isinstance(raw, str | bytes)) or not raw:
         raise ExampleError("messages", "must be a non-empty list of {role, content} turns")
     out = []
     for i, m in enumerate(raw):
-        where = f"messages[{i}]"
-        if isinstance(m, Message):
-            m = m.to_dict()
-        if not isinstance(m, Mapping):
-            raise ExampleError(where, f"expected an object with role and content, got {type(m).__name__}")
-        extra = sorted(set(m) - set(MESSAGE_KEYS))
-        if extra:
-            raise ExampleError(f"{where}.{extra[0]}", f"unknown key; a turn has only {list(MESSAGE_KEYS)}")
+        if type(m) is not dict:
+            if isinstance(m, Message):
+                m = m.to_dict()
+            if not isinstance(m, Mapping):
+                raise ExampleError(f"messages[{i}]", f"expected an object with role and content, got {type(m).__name__}")
+        if not _MESSAGE_KEY_SET.issuperset(m):
+            extra = sorted(set(m) - _MESSAGE_KEY_SET)
+            raise ExampleError(f"messages[{i}].{extra[0]}", f"unknown key; a turn has only {list(MESSAGE_KEYS)}")
         role = m.get("role")
-        if role not in ROLES:
-            raise ExampleError(f"{where}.role", f"{role!r} is not one of {list(ROLES)}")
+        if type(role) is not str or role not in _ROLE_SET:
+            raise ExampleError(f"messages[{i}].role", f"{role!r} is not one of {list(ROLES)}")
         content = m.get("content")
         if not isinstance(content, str):
-            raise ExampleError(f"{where}.content", f"must be a string, got {type(content).__name__}")
+            raise ExampleError(f"messages[{i}].content", f"must be a string, got {type(content).__name__}")
         if not content.strip():
-            raise ExampleError(f"{where}.content", "is empty; drop the turn or fill it")
+            raise ExampleError(f"messages[{i}].content", "is empty; drop the turn or fill it")
         weight = m.get("weight")
         if weight is not None:
             if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
-                raise ExampleError(f"{where}.weight", f"{weight!r} must be 0 or 1 (or a number in [0, 1])")
+                raise ExampleError(f"messages[{i}].weight", f"{weight!r} must be 0 or 1 (or a number in [0, 1])")
             if role != "assistant":
-                raise ExampleError(f"{where}.weight", "only assistant turns carry a weight")
+                raise ExampleError(f"messages[{i}].weight", "only assistant turns carry a weight")
             weight = float(weight)
-        out.append(Message(role=role, content=content, weight=weight))
+        out.append(_trusted(Message, {"role": role, "content": content, "weight": weight}))
     return tuple(out)
 
 
@@ -219,15 +269,15 @@ def make_example(
             raise ExampleError("meta", f"not valid JSON ({exc.msg})") from exc
     if not isinstance(meta, Mapping):
         raise ExampleError("meta", f"must be an object, got {type(meta).__name__}")
-    return Example(
-        id=content_id(msgs, label),
-        messages=msgs,
-        label=label,
-        source=source,
-        weight=float(weight),
-        created_at=normalize_timestamp(created_at if created_at is not None else utc_now()),
-        meta=dict(meta),
-    )
+    return _trusted(Example, {
+        "id": content_id(msgs, label),
+        "messages": msgs,
+        "label": label,
+        "source": source,
+        "weight": float(weight),
+        "created_at": normalize_timestamp(created_at if created_at is not None else utc_now()),
+        "meta": dict(meta),
+    })
 
 
 def classification_example(
@@ -255,22 +305,34 @@ DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
 def split_of(example_id: str, fractions: Sequence[float] = DEFAULT_FRACTIONS, salt: str = "") -> str:
     """The split (train / validation / eval) of an id: a pure function of the id, stable across runs."""
+    return splitter(fractions, salt)(example_id)
+
+
+def splitter(fractions: Sequence[float] = DEFAULT_FRACTIONS, salt: str = "") -> Callable[[str], str]:
+    """:func:`split_of` with the fractions checked once: ``id -> split`` for many ids."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
         raise ValueError(f"fractions={tuple(fractions)} must be three non-negative numbers summing to 1")
-    h = int.from_bytes(hashlib.sha256(f"{salt}{example_id}".encode()).digest()[:8], "big") / 2**64
-    if h < fractions[0]:
-        return "train"
-    if h < fractions[0] + fractions[1]:
-        return "validation"
-    return "eval"
+    first, second = fractions[0], fractions[0] + fractions[1]
+    sha256, from_bytes = hashlib.sha256, int.from_bytes
+
+    def split(example_id: str) -> str:
+        h = from_bytes(sha256(f"{salt}{example_id}".encode()).digest()[:8], "big") / 2**64
+        if h < first:
+            return "train"
+        if h < second:
+            return "validation"
+        return "eval"
+
+    return split
 
 
 def split_examples(
     examples: Iterable[Example], fractions: Sequence[float] = DEFAULT_FRACTIONS, salt: str = ""
 ) -> dict[str, list[Example]]:
     out: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    split = splitter(fractions, salt)
     for ex in examples:
-        out[split_of(ex.id, fractions, salt)].append(ex)
+        out[split(ex.id)].append(ex)
     return out
 
 
@@ -307,6 +369,34 @@ def write_jsonl(path: str | Path, rows: Iterable[Example | Mapping[str, Any]]) -
             f.write("\n")
             n += 1
     return n
+
+
+class JsonlWriter:
+    """Append examples (or plain dicts) to a JSONL file a batch at a time, as :func:`write_jsonl` spells them."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("w", encoding="utf-8")
+        self.rows = 0
+
+    def write(self, rows: Iterable[Example | Mapping[str, Any]]) -> None:
+        lines = [
+            json.dumps(r.to_dict() if isinstance(r, Example) else r, ensure_ascii=False, separators=(",", ":"))
+            for r in rows
+        ]
+        if lines:
+            self._fh.write("\n".join(lines) + "\n")
+            self.rows += len(lines)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def iter_jsonl_dicts(path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -356,38 +446,101 @@ def _arrow_schema():
 
 
 def to_arrow(examples: Iterable[Example]):
+    """Examples as an Arrow table of the canonical schema (messages built as flat columns + offsets)."""
     import pyarrow as pa
 
-    cols: dict[str, list[Any]] = {k: [] for k in RECORD_KEYS}
+    schema = _arrow_schema()
+    ids, labels, sources, weights, created, metas = [], [], [], [], [], []
+    roles, contents, turn_weights, offsets = [], [], [], [0]
     for ex in examples:
-        cols["id"].append(ex.id)
-        cols["messages"].append(
-            [{"role": m.role, "content": m.content, "weight": m.weight} for m in ex.messages]
-        )
-        cols["label"].append(ex.label)
-        cols["source"].append(ex.source)
-        cols["weight"].append(ex.weight)
-        cols["created_at"].append(ex.created_at)
-        cols["meta"].append(json.dumps(dict(ex.meta), sort_keys=True, ensure_ascii=False))
-    return pa.table(cols, schema=_arrow_schema())
+        ids.append(ex.id)
+        for m in ex.messages:
+            roles.append(m.role)
+            contents.append(m.content)
+            turn_weights.append(m.weight)
+        offsets.append(len(roles))
+        labels.append(ex.label)
+        sources.append(ex.source)
+        weights.append(ex.weight)
+        created.append(ex.created_at)
+        metas.append(_META_JSON(dict(ex.meta)))
+    msg_type = schema.field("messages").type
+    turns = pa.StructArray.from_arrays(
+        [pa.array(roles, pa.string()), pa.array(contents, pa.string()), pa.array(turn_weights, pa.float64())],
+        fields=list(msg_type.value_type),
+    )
+    messages = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), turns, type=msg_type)
+    columns = [pa.array(ids, pa.string()), messages, pa.array(labels, pa.string()), pa.array(sources, pa.string()),
+               pa.array(weights, pa.float64()), pa.array(created, pa.string()), pa.array(metas, pa.string())]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def from_arrow(table) -> list[Example]:
-    out = []
-    for row in table.to_pylist():
-        msgs = [Message(m["role"], m["content"], m.get("weight")) for m in row["messages"]]
-        out.append(
-            Example(
-                id=row["id"],
-                messages=tuple(msgs),
-                label=row["label"],
-                source=row["source"],
-                weight=row["weight"],
-                created_at=row["created_at"],
-                meta=json.loads(row["meta"]) if row["meta"] else {},
-            )
-        )
-    return out
+    return [example_from_row(row) for row in table.to_pylist()]
+
+
+def example_from_row(row: Mapping[str, Any]) -> Example:
+    """A canonical example from one row of the Parquet schema (trusted: our own files, not re-validated)."""
+    return _trusted(Example, {
+        "id": row["id"],
+        "messages": tuple(
+            _trusted(Message, {"role": m["role"], "content": m["content"], "weight": m.get("weight")})
+            for m in row["messages"]
+        ),
+        "label": row["label"],
+        "source": row["source"],
+        "weight": row["weight"],
+        "created_at": row["created_at"],
+        "meta": json.loads(row["meta"]) if row["meta"] else {},
+    })
+
+
+class ExamplesParquetWriter:
+    """Write canonical examples (or Arrow batches of the same schema) to one Parquet file, a batch at a time.
+
+    The file holds the rows :func:`write_parquet` would write for the same examples, in order; an
+    empty writer leaves an empty file with the schema.
+    """
+
+    def __init__(self, path: str | Path):
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = _arrow_schema()
+        self._writer = pq.ParquetWriter(str(self.path), self.schema)
+        self.rows = 0
+
+    def write(self, examples: Sequence[Example]) -> None:
+        if examples:
+            self.write_arrow(to_arrow(examples))
+
+    def write_arrow(self, data) -> None:
+        """Append an Arrow table or record batch with the canonical columns (cast to the schema)."""
+        import pyarrow as pa
+
+        if data.num_rows:
+            table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+            self._writer.write_table(table.select(list(RECORD_KEYS)).cast(self.schema))
+            self.rows += data.num_rows
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> ExamplesParquetWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def iter_parquet(path: str | Path, batch_rows: int = 20_000) -> Iterator[list[Example]]:
+    """The examples of a canonical Parquet file, ``batch_rows`` at a time (never the whole file)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(str(path)) as f:
+        for batch in f.iter_batches(batch_size=batch_rows):
+            yield [example_from_row(r) for r in batch.to_pylist()]
 
 
 def write_parquet(path: str | Path, examples: Iterable[Example]) -> int:

@@ -148,19 +148,19 @@ def extract(
     """Read rows newer than the published watermark; write valid examples (Parquet) and the quarantine.
 
     Rows that landed in the last ``settle_seconds`` are left for the next run (streaming inserts).
+    Streams: the rows are read, validated and written a batch at a time (bounded memory).
     """
-    from tuneloop.warehouse import extract_new
+    from tuneloop.warehouse import extract_to_files
 
     state = datasets.RootState.read(dataset_root)
-    result = extract_new(
-        warehouse_uri, table, state.watermark, max_rows=max_rows or None, settle_seconds=settle_seconds
+    result = extract_to_files(
+        warehouse_uri, table, state.watermark, examples_path, quarantine_path, max_rows=max_rows or None,
+        settle_seconds=settle_seconds,
     )
-    ex.write_parquet(examples_path, result.examples)
-    ex.write_jsonl(quarantine_path, result.quarantined)
     return {
         "rows_read": result.rows_read,
-        "new_examples": len(result.examples),
-        "quarantined": len(result.quarantined),
+        "new_examples": result.examples,
+        "quarantined": result.quarantined,
         "watermark_from": result.watermark_from or "",
         "watermark_to": result.watermark_to or "",
     }
@@ -185,51 +185,66 @@ def prepare_dataset(
 ) -> dict[str, Any]:
     """Gate on new examples, merge with the last published dataset, render, publish.
 
+    ``min_new_examples`` counts distinct ids the last published dataset does not hold (an example
+    loaded twice, or already published, is not new). The merge runs on disk and everything after it
+    streams, so memory does not grow with the dataset (see :func:`datasets.build_dataset_files`).
+
     Returns ``status`` "ready" (with ``dataset_uri``) or "skipped" (with the reason); too few rows
     surviving validation raises instead: that is a failure, not a skip.
     """
+    from tuneloop.merge import Merge
     from tuneloop.providers import formats_of
 
-    new = ex.read_parquet(examples_path)
-    quarantined = [
-        json.loads(line) for line in Path(quarantine_path).read_text().splitlines() if line.strip()
-    ]
+    with open(quarantine_path, "rb") as fh:
+        quarantined = sum(1 for line in fh if line.strip())
     state = datasets.RootState.read(dataset_root)
-    if len(new) < min_new_examples:
-        return {
-            "status": "skipped",
-            "reason": (
-                f"{len(new)} new examples since watermark {state.watermark or '(start)'}; "
-                f"min_new_examples={min_new_examples}: not enough new data to retrain"
-            ),
-            "dataset_uri": "",
-            "new_examples": len(new),
-            "quarantined": len(quarantined),
-        }
-    previous = (
-        datasets.load_dataset(datasets.dataset_uri(dataset_root, state.latest)) if state.latest else None
-    )
-    wanted = list(dict.fromkeys([*formats, *(formats_of(provider) if provider else [])]))
-    manifest = datasets.build_dataset(
-        new,
-        work_dir,
-        previous=previous,
-        formats=[f for f in wanted if f],
-        min_examples=min_examples,
-        system_prompt=system_prompt or None,
-        model=base_model or None,
-        watermark=watermark or state.watermark,
-        quarantined=quarantined,
-    )
+    previous = datasets.dataset_uri(dataset_root, state.latest) if state.latest else None
+    if previous is not None and storage.read(storage.join(previous, datasets.MANIFEST)) is None:
+        raise storage.StorageError(
+            f"{dataset_root}/state.json names dataset {state.latest} but {previous} has no "
+            f"{datasets.MANIFEST}; restore it or remove 'latest' from state.json to start a new history"
+        )
+    with Merge(examples_path, datasets.canonical_files(previous) if previous else ()) as merge:
+        n_new, new_ids = merge.new_rows(), merge.new_ids()
+        if new_ids < min_new_examples:
+            return {
+                "status": "skipped",
+                "reason": (
+                    f"{new_ids} new examples since watermark {state.watermark or '(start)'} "
+                    f"({n_new} read; the others were already in the dataset or repeated); "
+                    f"min_new_examples={min_new_examples}: not enough new data to retrain"
+                ),
+                "dataset_uri": "",
+                "new_examples": n_new,
+                "new_ids": new_ids,
+                "quarantined": quarantined,
+            }
+        wanted = list(dict.fromkeys([*formats, *(formats_of(provider) if provider else [])]))
+        manifest = datasets.build_dataset_files(
+            examples_path,
+            work_dir,
+            previous_uri=previous,
+            previous_hash=state.latest,
+            formats=[f for f in wanted if f],
+            min_examples=min_examples,
+            system_prompt=system_prompt or None,
+            model=base_model or None,
+            watermark=watermark or state.watermark,
+            quarantine_path=quarantine_path,
+            merge=merge,
+        )
     uri = datasets.publish(work_dir, dataset_root, expected=state)
     return {
         "status": "ready",
-        "reason": f"{len(new)} new examples (min {min_new_examples}); published {manifest['total']} examples",
+        "reason": (
+            f"{new_ids} new examples (min {min_new_examples}; {n_new} read); published {manifest['total']} examples"
+        ),
         "dataset_uri": uri,
         "dataset_hash": manifest["dataset_hash"],
         "counts": manifest["counts"],
-        "new_examples": len(new),
-        "quarantined": len(quarantined),
+        "new_examples": n_new,
+        "new_ids": new_ids,
+        "quarantined": quarantined,
     }
 
 

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,25 +81,42 @@ def _token(data: bytes) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path):
+    """An exclusive lock for a read-compare-write of ``path``: ``flock`` on its folder.
+
+    Locking the folder (not a ``<name>.lock`` file beside it) leaves nothing behind, so a published
+    tree holds only its data.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(path.name + ".lock")
-    with open(lock, "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes | None = None, *, fill=None, create_only: bool = False) -> None:
+    """Write ``data`` (or let ``fill(fh)`` stream into the file) under a temporary name, then move it in.
+
+    ``create_only``: fail with FileExistsError instead of replacing an existing file (a hard link
+    moves it in, which refuses an existing name atomically).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if fill is not None:
+                fill(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if create_only:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -319,6 +337,45 @@ def write_json(uri: str, value: Any, *, if_generation: str | None = "*") -> str:
     return write(uri, data, if_generation=if_generation)
 
 
+def upload_file(local_path: str | Path, uri: str, *, create_only: bool = False) -> None:
+    """Copy a local file to ``uri``, streaming (the file is never held in memory whole).
+
+    Args:
+        local_path: The file to copy.
+        uri: A local path or ``gs://bucket/name``.
+        create_only: Fail with ConflictError if ``uri`` exists (else it is replaced).
+
+    Raises:
+        ConflictError: ``create_only`` and the object exists; nothing was written.
+    """
+    src = Path(local_path)
+    if is_gcs(uri):
+        from google.api_core import exceptions as gexc
+
+        bucket, name = split_gcs(uri)
+        if not name:
+            raise StorageError(f"{uri}: name an object under the bucket, e.g. gs://BUCKET/path/file.json")
+        blob = _gcs_client().bucket(bucket).blob(name)
+        try:
+            with _gcs_errors(uri):
+                blob.upload_from_filename(
+                    str(src), content_type=_content_type(name), if_generation_match=0 if create_only else None
+                )
+        except gexc.PreconditionFailed as exc:
+            raise ConflictError(f"{uri} already exists (create-only write)") from exc
+        return
+    dest = _local(uri)
+
+    def fill(fh) -> None:
+        with src.open("rb") as f:
+            shutil.copyfileobj(f, fh, 1 << 20)
+
+    try:
+        _atomic_write(dest, fill=fill, create_only=create_only)
+    except FileExistsError as exc:
+        raise ConflictError(f"{uri} already exists (create-only write)") from exc
+
+
 def upload_dir(local_dir: str | Path, uri: str, *, create_only: bool = True) -> list[str]:
     """Copy a local directory tree to ``uri`` (create-only by default); returns the written URIs."""
     written = []
@@ -326,7 +383,7 @@ def upload_dir(local_dir: str | Path, uri: str, *, create_only: bool = True) -> 
     for f in sorted(root.rglob("*")):
         if f.is_file():
             dest = join(uri, f.relative_to(root).as_posix())
-            write(dest, f.read_bytes(), if_generation=None if create_only else "*")
+            upload_file(f, dest, create_only=create_only)
             written.append(dest)
     return written
 
@@ -376,8 +433,8 @@ def download_dir(uri: str, local_dir: str | Path | None = None) -> Path:
             gen = str(blob.generation)
             if state.get(rel) == gen and dest.is_file():
                 continue
-            with _gcs_errors(join(uri, rel)):
-                _atomic_write(dest, blob.download_as_bytes(if_generation_match=blob.generation))
+            with _gcs_errors(join(uri, rel)):  # streamed to disk, never whole in memory
+                _atomic_write(dest, fill=lambda fh, b=blob: b.download_to_file(fh, if_generation_match=b.generation))
             state[rel] = gen
         for rel in sorted(set(state) - set(objects)):
             with contextlib.suppress(FileNotFoundError):

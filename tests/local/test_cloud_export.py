@@ -71,6 +71,7 @@ def test_export_reads_bigquery_and_publishes_content_addressed_datasets_on_gcs(c
     assert {"manifest.json", "canonical/train.parquet", "openai/train.jsonl", "quarantine.jsonl"} <= set(
         files
     )
+    assert not [f for f in storage.list_files(root) if f.endswith((".lock", ".tmp"))]  # only data is published
     quarantined = first.manifest["quarantined_at_extract"]
     assert quarantined >= 1  # the demo batch holds malformed rows; they are set aside with a reason
     assert first.manifest["new_examples"] + quarantined == 240

@@ -98,13 +98,81 @@ def test_canonical_jsonl_loads_valid_records_and_rejects_bad_lines_with_numbers(
     assert {e.id for e in got.values()} == {e.id for e in read_jsonl(DATA / "canonical.jsonl", strict=False)}
 
 
-def test_loading_twice_appends_rows_and_the_second_extract_sees_only_the_second_load(uri):
+def test_loading_twice_stores_each_row_once_and_the_second_extract_sees_only_new_rows(uri, tmp_path):
     first = load_file(DATA / "intents.csv", uri, "loop", ingested_at="2025-05-03T00:00:00Z")
     wm = extract_new(uri, "loop", None).watermark_to
-    load_file(DATA / "intents.csv", uri, "loop", ingested_at="2025-05-04T00:00:00Z")
-    assert table_rows(uri, "loop") == 2 * first.inserted
-    again = extract_new(uri, "loop", wm)
-    assert again.rows_read == first.inserted and again.watermark_to == "2025-05-04T00:00:00.000000Z"
+    again = load_file(DATA / "intents.csv", uri, "loop", ingested_at="2025-05-04T00:00:00Z")
+    assert (again.inserted, again.duplicates, again.duplicate_lines) == (0, 5, [2, 3, 4, 5, 6])
+    assert table_rows(uri, "loop") == first.inserted == 5
+    assert extract_new(uri, "loop", wm).rows_read == 0  # nothing new landed
+    more = tmp_path / "more.csv"
+    more.write_text("text,label\nwhere is my order #48213,shipping_status\nnew question,new_label\n"
+                    "another one,other_label\n")
+    third = load_file(more, uri, "loop", ingested_at="2025-05-05T00:00:00Z")
+    assert (third.inserted, third.duplicates, third.duplicate_lines) == (2, 1, [2])
+    newer = extract_new(uri, "loop", wm)
+    assert sorted(e.prompt_text for e in newer.examples) == ["another one", "new question"]
+
+
+def test_a_row_repeated_in_one_file_is_inserted_once_across_chunks(uri, tmp_path):
+    path = tmp_path / "repeats.csv"
+    rows = [f"message {i % 4},label_{i % 4}" for i in range(11)]  # 4 distinct examples, 7 repeats
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    report = load_file(path, uri, "loop", ingested_at=LANDED, chunk_rows=3)
+    assert (report.inserted, report.duplicates) == (4, 7)
+    assert report.duplicate_lines == [6, 7, 8, 9, 10, 11, 12]
+    assert table_rows(uri, "loop") == 4
+    got = extract_new(uri, "loop", None).examples
+    assert sorted(e.meta["line"] for e in got) == [2, 3, 4, 5]  # the first line of each example landed
+
+
+def test_a_label_in_the_corrected_column_names_the_column_and_line_and_loses_no_good_row(uri, tmp_path):
+    path = tmp_path / "corrections.csv"
+    path.write_text(
+        "text,label,corrected\n"
+        "where is my parcel,shipping_status,no\n"
+        "refund me,billing_refund,payment_failed\n"  # the corrected label typed into 'corrected'
+        "cancel it,cancel_subscription,cancel_subscription\n"
+        "my card was declined,payment_failed,yes\n"
+    )
+    report = load_file(path, uri, "loop", ingested_at=LANDED)
+    assert report.inserted == 2 and [r["line"] for r in report.rejected] == [3, 4]
+    first, second = (r["reason"] for r in report.rejected)
+    assert first.startswith("corrected: 'payment_failed' is not yes/no")
+    assert "put it in the label column and write corrected=yes" in first
+    assert second.startswith("corrected: 'cancel_subscription' is not yes/no") and "it repeats the label" in second
+    assert "line 3: corrected: 'payment_failed'" in format_report(report)
+    # the fixed file loads the two lines that failed; the two that landed are duplicates now
+    path.write_text(path.read_text().replace("billing_refund,payment_failed", "payment_failed,yes")
+                    .replace("cancel_subscription,cancel_subscription", "cancel_subscription,yes"))
+    fixed = load_file(path, uri, "loop", ingested_at="2025-05-04T00:00:00Z")
+    assert (fixed.inserted, fixed.duplicates, fixed.rejected) == (2, 2, [])
+    by_text = {e.prompt_text: e for e in extract_new(uri, "loop", None).examples}
+    assert (by_text["refund me"].label, by_text["refund me"].source) == ("payment_failed", "corrected")
+    assert len(by_text) == 4
+
+
+def test_the_cli_explains_the_columns_and_writes_the_report(uri, tmp_path):
+    from typer.testing import CliRunner
+
+    from tuneloop.cli import app
+    from tuneloop.loading import CSV_COLUMNS
+
+    runner = CliRunner()
+    shown = " ".join(runner.invoke(app, ["load", "--help"], terminal_width=200).output.split())
+    for column, meaning in CSV_COLUMNS.items():
+        assert f"{column}: {' '.join(meaning.split())}" in shown
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert all(f"| `{column}` |" in readme for column in CSV_COLUMNS)
+    out = tmp_path / "reports" / "load.json"
+    result = runner.invoke(app, ["load", str(DATA / "intents_bad_lines.csv"), "--warehouse", uri, "--table", "loop",
+                                 "--report", str(out)])
+    assert result.exit_code == 1, result.output  # rejected lines: exit 1, after the report is written
+    written = json.loads(out.read_text())
+    assert written["inserted"] == 2 and written["duplicates"] == 0
+    assert [r["line"] for r in written["rejected"]] == [3, 4, 5, 6, 7]
+    again = runner.invoke(app, ["load", str(DATA / "intents_bad_lines.csv"), "--warehouse", uri, "--table", "loop"])
+    assert "inserted 0 row(s) into loop, 2 duplicate(s) already loaded" in again.output
 
 
 def test_bad_arguments_fail_before_anything_is_written(uri, tmp_path):

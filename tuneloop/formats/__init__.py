@@ -11,29 +11,38 @@ Formats (``FORMAT_NAMES``), the provider each serves (``format_for_provider``), 
 * ``hf`` (oss-lora): ``{"messages": [...], "text": <chat template>}``; estimated tokens, or exact with
   the model's tokenizer as ``token_counter``.
 
-Entry points: :func:`format_dataset` (the pipeline step) and :func:`validate_file` (``tuneloop validate``).
-Limits, prices and end-of-life dates come from ``tuneloop/catalog.yaml`` (:mod:`tuneloop.catalog`).
+Modules: :mod:`.base` (the Format interface, Limits), :mod:`.rules` (rules several formats share),
+:mod:`.registry` (names, :func:`get_format`), :mod:`.providers` (provider <-> format tables),
+:mod:`.render` (:func:`format_dataset`, the streaming :class:`DatasetWriter`), :mod:`.validate`
+(:func:`validate_file`, ``tuneloop validate``), :mod:`.reports`, :mod:`.tokens`, :mod:`.jsonl`, and one
+module per format. Limits, prices and end-of-life dates come from ``tuneloop/catalog.yaml``.
 """
 
-from tuneloop.formats.base import (
-    FORMAT_NAMES,
-    FORMAT_PROVIDERS,
-    PROVIDER_FORMATS,
-    QUARANTINE_FILE,
-    REPORT_FILE,
-    SPLIT_FILES,
-    Format,
+from typing import Any
+
+from tuneloop.formats.base import Format, Limits
+from tuneloop.formats.registry import FORMAT_NAMES, get_format
+from tuneloop.formats.render import QUARANTINE_FILE, REPORT_FILE, SPLIT_FILES, DatasetWriter, format_dataset
+from tuneloop.formats.reports import (
     FormatReport,
-    Limits,
     RowProblem,
     TooFewExamplesError,
     ValidationReport,
-    format_dataset,
-    format_for_provider,
-    get_format,
     reason_kind,
-    validate_file,
 )
+from tuneloop.formats.validate import validate_file
+
+_PROVIDER_TABLES = ("FORMAT_PROVIDERS", "PROVIDER_FORMATS", "format_for_provider")
+
+
+def __getattr__(name: str) -> Any:
+    # The provider tables load on first use, so importing the formats never imports the provider layer.
+    if name in _PROVIDER_TABLES:
+        from tuneloop.formats import providers
+
+        return getattr(providers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FORMAT_NAMES",
@@ -42,6 +51,7 @@ __all__ = [
     "QUARANTINE_FILE",
     "REPORT_FILE",
     "SPLIT_FILES",
+    "DatasetWriter",
     "Format",
     "FormatReport",
     "Limits",

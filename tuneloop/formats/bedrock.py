@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from tuneloop.examples import Example
-from tuneloop.formats.base import Format, type_name
+from tuneloop.formats.base import Format, RenderPass, remember
+from tuneloop.formats.jsonl import encode_str
+from tuneloop.formats.rules import RoleOrder, clean_text, role_reason, text_reason, type_name, unknown_keys
 from tuneloop.formats.tokens import DEFAULT_ENCODING, TOKENS_PER_MESSAGE, get_counter
 
 ROW_KEYS = ("system", "messages")
@@ -32,9 +34,27 @@ MESSAGE_KEYS = ("role", "content")
 ROLES = ("user", "assistant")
 MIN_TURNS = 2
 
+ORDER = RoleOrder(
+    first="user",
+    last="assistant",
+    alternate=("user", "assistant"),
+    first_fix="the first turn must be the user's",
+    last_fix="the last turn must be the assistant's answer",
+)
+SYSTEM_HINT = "Bedrock takes system text only in the top-level 'system' field"
+
 _ROW_KEYS = frozenset(ROW_KEYS)
 _MESSAGE_KEYS = frozenset(MESSAGE_KEYS)
-_ROLE_LIST = ", ".join(ROLES)
+# '{"role":"user","content":' and so on: the start of a turn, before its content
+_TURN_START = {r: '{"role":' + encode_str(r) + ',"content":' for r in ("system", "user", "assistant")}
+
+
+def _turn(memo: dict, role: str, content: str) -> tuple[str, int, bool, str]:
+    """One distinct turn: ``(its JSON, its tokens with the framing, content ok, the content as JSON)``."""
+    start = _TURN_START.get(role) or '{"role":' + encode_str(role) + ',"content":'
+    esc = encode_str(content)
+    tokens = TOKENS_PER_MESSAGE + get_counter(DEFAULT_ENCODING).count_uncached(content)
+    return remember(memo, (role, content), (start + esc + "}", tokens, clean_text(content), esc))
 
 
 class BedrockFormat(Format):
@@ -46,35 +66,56 @@ class BedrockFormat(Format):
     tokens_exact = False
     tokenizer_label = f"{DEFAULT_ENCODING} count (estimate; Claude's tokenizer is not available offline)"
 
-    def render(self, example: Example, *, system_prompt: str | None = None) -> dict[str, Any]:
+    def render_pass(self, example: Example, system_prompt: str | None = None) -> RenderPass:
         """Leading system turns -> ``system``; the rest -> ``messages`` (role, content only)."""
+        memo = get_counter(DEFAULT_ENCODING).memo("bedrock")
+        get = memo.get
         msgs = example.messages
-        i = 0
-        system = []
-        while i < len(msgs) and msgs[i].role == "system":
-            system.append(msgs[i].content)
-            i += 1
-        messages = [{"role": m.role, "content": m.content} for m in msgs[i:]]
+        system: list[str] = []
+        turns: list[str] = []
+        roles: list[str] = []
+        weights: list[float | None] | None = None
+        ok = True
+        n = 0
+        for m in msgs:
+            role, content, w = m.role, m.content, m.weight
+            if role == "system" and not turns:
+                system.append(content)
+                if not clean_text(content):
+                    ok = False
+            else:
+                hit = get((role, content))
+                if hit is None:
+                    hit = _turn(memo, role, content)
+                turns.append(hit[0])
+                n += hit[1]
+                if not hit[2]:
+                    ok = False
+            if w is not None and weights is None:
+                weights = [None] * len(roles)
+            if weights is not None:
+                weights.append(w)
+            roles.append(role)
+        messages = '"messages":[' + ",".join(turns) + "]}"
         if system:
-            return {"system": "\n\n".join(system), "messages": messages}
-        if system_prompt:
-            return {"system": system_prompt, "messages": messages}
-        return {"messages": messages}
+            text = "\n\n".join(system)
+        elif system_prompt:
+            text = system_prompt
+            ok = ok and clean_text(text)
+        else:
+            return "{" + messages, n, roles, weights, ok
+        hit = get(("", text)) or _turn(memo, "", text)  # role "": the top-level system text
+        return '{"system":' + hit[3] + "," + messages, n + hit[1], roles, weights, ok
 
     def check_row(self, row: Any) -> list[str]:
         if type(row) is not dict:
             return [f"row: expected a JSON object with 'messages', got {type_name(row)}"]
         reasons: list[str] = []
-        if not _ROW_KEYS.issuperset(row):
-            for k in row:
-                if k not in _ROW_KEYS:
-                    reasons.append(f"{k}: unknown key; a Bedrock Claude row has only {', '.join(ROW_KEYS)}")
+        unknown_keys(row, _ROW_KEYS, "", "a Bedrock Claude row", ROW_KEYS, reasons)
         if "system" in row:
-            system = row["system"]
-            if type(system) is not str:
-                reasons.append(f"system: must be a string, got {type_name(system)}")
-            elif not system or system.isspace():
-                reasons.append("system: is empty; fill it or drop the key")
+            why = text_reason("system", row["system"], empty="is empty; fill it or drop the key", missing=None)
+            if why:
+                reasons.append(why)
         msgs = row.get("messages")
         if msgs is None:
             reasons.append('messages: missing; a row is {"messages": [{"role": "user", "content": ...}, ...]}')
@@ -87,49 +128,27 @@ class BedrockFormat(Format):
         prev = None
         last_i = len(msgs) - 1
         for i, m in enumerate(msgs):
+            where = f"messages[{i}]"
             if type(m) is not dict:
-                reasons.append(f"messages[{i}]: expected an object with role and content, got {type_name(m)}")
+                reasons.append(f"{where}: expected an object with role and content, got {type_name(m)}")
                 prev = None
                 continue
-            if not _MESSAGE_KEYS.issuperset(m):
-                for k in m:
-                    if k not in _MESSAGE_KEYS:
-                        reasons.append(f"messages[{i}].{k}: unknown key; a turn has only role, content")
+            unknown_keys(m, _MESSAGE_KEYS, f"{where}.", "a turn", MESSAGE_KEYS, reasons)
             role = m.get("role")
-            if role == "user" or role == "assistant":
-                if i == 0 and role != "user":
-                    reasons.append(f"messages[0].role: {role!r}; the first turn must be the user's")
-                elif role == prev:
-                    reasons.append(
-                        f"messages[{i}].role: {role!r} follows another {role!r} turn; user and assistant "
-                        "turns must alternate (merge the two turns)"
-                    )
-                if i == last_i and role != "assistant":
-                    reasons.append(f"messages[{i}].role: {role!r}; the last turn must be the assistant's answer")
-            elif role is None:
-                reasons.append(f"messages[{i}].role: missing; use one of {_ROLE_LIST}")
-            elif role == "system":
-                reasons.append(
-                    f"messages[{i}].role: 'system' is not one of {_ROLE_LIST}; Bedrock takes system text only "
-                    "in the top-level 'system' field"
-                )
+            why = role_reason(where, role, ROLES, system_hint=SYSTEM_HINT)
+            if why:
+                reasons.append(why)
             else:
-                reasons.append(f"messages[{i}].role: {role!r} is not one of {_ROLE_LIST}")
+                ORDER.turn_reasons("messages", i, role, prev, last_i, reasons)
             prev = role
-            content = m.get("content")
-            if type(content) is str:
-                if not content or content.isspace():
-                    reasons.append(f"messages[{i}].content: is empty; fill the turn or drop it")
-            elif content is None:
-                reasons.append(f"messages[{i}].content: missing; every turn needs text")
-            else:
-                reasons.append(f"messages[{i}].content: must be a string, got {type_name(content)}")
+            why = text_reason(f"{where}.content", m.get("content"))
+            if why:
+                reasons.append(why)
         return reasons
 
     def count_tokens(self, rows: Sequence[Any]) -> list[int]:
         """Estimated tokens: o200k_base count of the system text and every turn + 3 per turn."""
-        counter = get_counter(DEFAULT_ENCODING)
-        cache_get = counter.cache.get
+        count = get_counter(DEFAULT_ENCODING).count
         out: list[int] = []
         for row in rows:
             if type(row) is not dict:
@@ -138,8 +157,7 @@ class BedrockFormat(Format):
             n = 0
             system = row.get("system")
             if type(system) is str:
-                t = cache_get(system)
-                n += TOKENS_PER_MESSAGE + (t if t is not None else counter.count(system))
+                n += TOKENS_PER_MESSAGE + count(system)
             msgs = row.get("messages")
             if type(msgs) is list:
                 for m in msgs:
@@ -147,7 +165,6 @@ class BedrockFormat(Format):
                         n += TOKENS_PER_MESSAGE
                         content = m.get("content")
                         if type(content) is str:
-                            t = cache_get(content)
-                            n += t if t is not None else counter.count(content)
+                            n += count(content)
             out.append(n)
         return out

@@ -31,7 +31,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from tuneloop.examples import Example
-from tuneloop.formats.base import Format, type_name
+from tuneloop.formats.base import Format, RenderPass, remember
+from tuneloop.formats.jsonl import encode_str
+from tuneloop.formats.rules import (
+    RoleOrder,
+    clean_text,
+    non_empty_list,
+    role_reason,
+    text_reason,
+    type_name,
+    unknown_keys,
+)
 from tuneloop.formats.tokens import DEFAULT_ENCODING, TOKENS_PER_MESSAGE, get_counter
 
 ROW_KEYS = ("contents", "systemInstruction", "tools")
@@ -41,10 +51,21 @@ ROLES = ("user", "model")
 PART_KEYS = ("text", "fileData")
 FILE_DATA_KEYS = ("mimeType", "fileUri")
 
+ORDER = RoleOrder(
+    first="user",
+    last="model",
+    alternate=("user", "model"),
+    first_fix="the conversation must start with a user turn",
+    last_fix="the last turn must be the model's answer",
+)
+SYSTEM_HINT = "Gemini takes system text only in systemInstruction, at the start of the conversation"
+
 _ROW_KEYS = frozenset(ROW_KEYS)
 _CONTENT_KEYS = frozenset(CONTENT_KEYS)
-_ROLE_LIST = ", ".join(ROLES)
+_SYSTEM_KEYS = frozenset(SYSTEM_KEYS)
 _ROLE_MAP = {"user": "user", "assistant": "model", "system": "system"}
+# '{"role":"model","parts":[' and so on: the start of a turn, before its parts
+_TURN_START = {r: '{"role":' + encode_str(g) + ',"parts":[' for r, g in _ROLE_MAP.items()}
 
 
 class GeminiFormat(Format):
@@ -56,37 +77,57 @@ class GeminiFormat(Format):
     tokens_exact = False
     tokenizer_label = f"{DEFAULT_ENCODING} count (estimate; Gemini's tokenizer is not available offline)"
 
-    def render(self, example: Example, *, system_prompt: str | None = None) -> dict[str, Any]:
+    def render_pass(self, example: Example, system_prompt: str | None = None) -> RenderPass:
         """Leading system turns -> ``systemInstruction``; user -> user; assistant -> model."""
+        memo = get_counter(DEFAULT_ENCODING).memo("gemini")
+        get = memo.get
         msgs = example.messages
-        i = 0
-        system_parts = []
-        while i < len(msgs) and msgs[i].role == "system":
-            system_parts.append({"text": msgs[i].content})
-            i += 1
-        if not system_parts and system_prompt:
-            system_parts.append({"text": system_prompt})
-        contents = [{"role": _ROLE_MAP[m.role], "parts": [{"text": m.content}]} for m in msgs[i:]]
-        if system_parts:
-            return {"systemInstruction": {"parts": system_parts}, "contents": contents}
-        return {"contents": contents}
+        system: list[str] = []
+        turns: list[str] = []
+        roles: list[str] = []
+        weights: list[float | None] | None = None
+        ok = True
+        n = 0
+        for m in msgs:
+            role, content, w = m.role, m.content, m.weight
+            hit = get((role, content))
+            if hit is None:
+                hit = _turn(memo, role, content)
+            if role == "system" and not turns:
+                system.append(hit[1])
+            else:
+                turns.append(hit[0])
+            n += hit[2]
+            if w is not None and weights is None:
+                weights = [None] * len(roles)
+            if weights is not None:
+                weights.append(w)
+            roles.append(role)
+            if not hit[3]:
+                ok = False
+        if system:  # the systemInstruction is one turn, however many parts
+            n -= TOKENS_PER_MESSAGE * (len(system) - 1)
+        elif system_prompt:
+            hit = get(("system", system_prompt)) or _turn(memo, "system", system_prompt)
+            system.append(hit[1])
+            n += hit[2]
+            ok = ok and hit[3]
+        contents = '"contents":[' + ",".join(turns) + "]}"
+        if system:
+            return '{"systemInstruction":{"parts":[' + ",".join(system) + "]}," + contents, n, roles, weights, ok
+        return "{" + contents, n, roles, weights, ok
 
     def check_row(self, row: Any) -> list[str]:
         if type(row) is not dict:
             return [f"row: expected a JSON object with 'contents', got {type_name(row)}"]
         reasons: list[str] = []
-        if not _ROW_KEYS.issuperset(row):
-            for k in row:
-                if k not in _ROW_KEYS:
-                    reasons.append(f"{k}: unknown key; a Gemini tuning row has only {', '.join(ROW_KEYS)}")
+        unknown_keys(row, _ROW_KEYS, "", "a Gemini tuning row", ROW_KEYS, reasons)
         if "systemInstruction" in row:
             si = row["systemInstruction"]
             if type(si) is not dict:
                 reasons.append(f"systemInstruction: expected an object with parts, got {type_name(si)}")
             else:
-                for k in si:
-                    if k not in SYSTEM_KEYS:
-                        reasons.append(f"systemInstruction.{k}: unknown key; it has only {', '.join(SYSTEM_KEYS)}")
+                unknown_keys(si, _SYSTEM_KEYS, "systemInstruction.", "it", SYSTEM_KEYS, reasons)
                 if "role" in si and type(si["role"]) is not str:
                     reasons.append(f"systemInstruction.role: must be a string, got {type_name(si['role'])}")
                 _check_parts("systemInstruction.parts", si.get("parts"), reasons, text_only=True)
@@ -94,56 +135,30 @@ class GeminiFormat(Format):
         if contents is None:
             reasons.append('contents: missing; a row is {"contents": [{"role": "user", "parts": [{"text": ...}]}, ...]}')
             return reasons
-        if type(contents) is not list or not contents:
-            reasons.append(f"contents: must be a non-empty list of turns, got {type_name(contents)}"
-                           + (" (empty)" if contents == [] else ""))
+        if not non_empty_list(contents, "contents", "turns", reasons):
             return reasons
         prev = None
         last_i = len(contents) - 1
         for i, c in enumerate(contents):
+            where = f"contents[{i}]"
             if type(c) is not dict:
-                reasons.append(f"contents[{i}]: expected an object with role and parts, got {type_name(c)}")
+                reasons.append(f"{where}: expected an object with role and parts, got {type_name(c)}")
                 prev = None
                 continue
-            if not _CONTENT_KEYS.issuperset(c):
-                for k in c:
-                    if k not in _CONTENT_KEYS:
-                        reasons.append(f"contents[{i}].{k}: unknown key; a turn has only {', '.join(CONTENT_KEYS)}")
+            unknown_keys(c, _CONTENT_KEYS, f"{where}.", "a turn", CONTENT_KEYS, reasons)
             role = c.get("role")
-            if role == "user" or role == "model":
-                if i == 0 and role != "user":
-                    reasons.append(f"contents[0].role: {role!r}; the conversation must start with a user turn")
-                elif role == prev:
-                    reasons.append(
-                        f"contents[{i}].role: {role!r} follows another {role!r} turn; user and model "
-                        "turns must alternate (merge the two turns)"
-                    )
-                if i == last_i and role != "model":
-                    reasons.append(f"contents[{i}].role: {role!r}; the last turn must be the model's answer")
-            elif role is None:
-                reasons.append(f"contents[{i}].role: missing; use one of {_ROLE_LIST}")
-            elif role == "system":
-                reasons.append(
-                    f"contents[{i}].role: 'system' is not one of {_ROLE_LIST}; Gemini takes system text only "
-                    "in systemInstruction, at the start of the conversation"
-                )
+            why = role_reason(where, role, ROLES, system_hint=SYSTEM_HINT)
+            if why:
+                reasons.append(why)
             else:
-                reasons.append(f"contents[{i}].role: {role!r} is not one of {_ROLE_LIST}")
+                ORDER.turn_reasons("contents", i, role, prev, last_i, reasons)
             prev = role
-            parts = c.get("parts")
-            if type(parts) is list and len(parts) == 1:  # fast path: one non-empty text part
-                p = parts[0]
-                if type(p) is dict and len(p) == 1:
-                    text = p.get("text")
-                    if type(text) is str and text and not text.isspace():
-                        continue
-            _check_parts(f"contents[{i}].parts", parts, reasons)
+            _check_parts(f"{where}.parts", c.get("parts"), reasons)
         return reasons
 
     def count_tokens(self, rows: Sequence[Any]) -> list[int]:
         """Estimated tokens: o200k_base count of every text + 3 per turn."""
-        counter = get_counter(DEFAULT_ENCODING)
-        cache_get = counter.cache.get
+        count = get_counter(DEFAULT_ENCODING).count
         out: list[int] = []
         for row in rows:
             if type(row) is not dict:
@@ -166,19 +181,24 @@ class GeminiFormat(Format):
                     if type(p) is dict:
                         text = p.get("text")
                         if type(text) is str:
-                            t = cache_get(text)
-                            n += t if t is not None else counter.count(text)
+                            n += count(text)
             out.append(n)
         return out
+
+
+def _turn(memo: dict, role: str, content: str) -> tuple[str, str, int, bool]:
+    """One distinct turn: ``(its JSON as a turn, as a systemInstruction part, its tokens, content ok)``."""
+    part = '{"text":' + encode_str(content) + "}"
+    tokens = TOKENS_PER_MESSAGE + get_counter(DEFAULT_ENCODING).count_uncached(content)
+    turn = _TURN_START[role] + part + "]}"  # KeyError for a role Gemini has no name for
+    return remember(memo, (role, content), (turn, part, tokens, clean_text(content)))
 
 
 def _check_parts(where: str, parts: Any, reasons: list[str], *, text_only: bool = False) -> None:
     if parts is None:
         reasons.append(f"{where}: missing; give [{{\"text\": ...}}]")
         return
-    if type(parts) is not list or not parts:
-        reasons.append(f"{where}: must be a non-empty list of parts, got {type_name(parts)}"
-                       + (" (empty)" if parts == [] else ""))
+    if not non_empty_list(parts, where, "parts", reasons):
         return
     allowed = ("text",) if text_only else PART_KEYS
     for j, p in enumerate(parts):
@@ -186,22 +206,16 @@ def _check_parts(where: str, parts: Any, reasons: list[str], *, text_only: bool 
             reasons.append(f"{where}[{j}]: expected an object like {{\"text\": ...}}, got {type_name(p)}")
             continue
         if len(p) == 1 and "text" in p:  # the common case
-            text = p["text"]
-            if type(text) is not str:
-                reasons.append(f"{where}[{j}].text: must be a string, got {type_name(text)}")
-            elif not text or text.isspace():
-                reasons.append(f"{where}[{j}].text: is empty; fill it or drop the part")
+            why = text_reason(f"{where}[{j}].text", p["text"], empty="is empty; fill it or drop the part", missing=None)
+            if why:
+                reasons.append(why)
             continue
-        for k in p:
-            if k not in allowed:
-                reasons.append(f"{where}[{j}].{k}: unknown key; a part has only {', '.join(allowed)}")
+        unknown_keys(p, frozenset(allowed), f"{where}[{j}].", "a part", allowed, reasons)
         data = [k for k in allowed if k in p]
         if len(data) != 1:
             reasons.append(f"{where}[{j}]: needs exactly one of {', '.join(allowed)}, has {len(data)}")
-        if "text" in p:
-            text = p["text"]
-            if type(text) is not str or not text.strip():
-                reasons.append(f"{where}[{j}].text: must be a non-empty string")
+        if "text" in p and not clean_text(p["text"]):
+            reasons.append(f"{where}[{j}].text: must be a non-empty string")
         if "fileData" in p:
             fd = p["fileData"]
             if type(fd) is not dict or any(type(fd.get(k)) is not str or not fd.get(k) for k in FILE_DATA_KEYS):

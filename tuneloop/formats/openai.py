@@ -26,8 +26,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from tuneloop.catalog import Catalog, load_catalog
 from tuneloop.examples import Example
-from tuneloop.formats.base import Format, type_name
+from tuneloop.formats.base import Format, RenderPass, remember
+from tuneloop.formats.jsonl import encode_number, encode_str
+from tuneloop.formats.rules import (
+    clean_text,
+    non_empty_list,
+    role_reason,
+    text_reason,
+    type_name,
+    unknown_keys,
+    weight_reason,
+)
 from tuneloop.formats.tokens import (
     DEFAULT_ENCODING,
     TOKENS_PER_MESSAGE,
@@ -44,9 +55,8 @@ PART_TYPES = ("text", "image_url")
 
 _ROW_KEYS = frozenset(ROW_KEYS)
 _MESSAGE_KEYS = frozenset(MESSAGE_KEYS)
-_ROLES = frozenset(ROLES)
-_PLAIN_ROLES = frozenset(("system", "user", "assistant"))  # roles that need no other key
-_ROLE_LIST = ", ".join(ROLES)
+# '{"role":"user","content":' and so on: the start of a turn, before its content
+_TURN_START = {r: '{"role":' + encode_str(r) + ',"content":' for r in ROLES}
 
 
 class OpenAIFormat(Format):
@@ -63,100 +73,117 @@ class OpenAIFormat(Format):
     tokens_exact = True
 
     def __init__(self, encoding: str = DEFAULT_ENCODING):
+        super().__init__()
         self.encoding = encoding
         self.tokenizer_label = f"{encoding} (exact)"
         self._counter: TokenCounter | None = None
+        self._role_tokens: dict[str, int] = {}
+
+    @classmethod
+    def for_model(cls, model: str, catalog: Catalog | None = None, **options: Any) -> OpenAIFormat:
+        """The format with the exact tokenizer of ``model`` (from the catalog) unless ``encoding`` is given."""
+        if "encoding" not in options:
+            info = (catalog or load_catalog()).model(cls.provider, model)
+            options["encoding"] = info.tokenizer or DEFAULT_ENCODING
+        return cls(**options)
 
     @property
     def counter(self) -> TokenCounter:
         if self._counter is None:
             self._counter = get_counter(self.encoding)
+            self._role_tokens = {r: self._counter.count(r) for r in ROLES}
         return self._counter
 
-    # -- render --------------------------------------------------------------------------
-    def render(self, example: Example, *, system_prompt: str | None = None) -> dict[str, Any]:
+    # -- render + count (one pass) -------------------------------------------------------
+    def render_pass(self, example: Example, system_prompt: str | None = None) -> RenderPass:
         """``{"messages": [...]}``; turn weights 0/1 are kept (as integers) on assistant turns."""
+        memo = self.counter.memo("openai")
+        get = memo.get
         msgs = example.messages
-        out: list[dict[str, Any]] = []
+        parts: list[str] = []
+        roles: list[str] = []
+        weights: list[float | None] | None = None
+        ok = True
+        n = TOKENS_REPLY_PRIMING
         if system_prompt and (not msgs or msgs[0].role != "system"):
-            out.append({"role": "system", "content": system_prompt})
+            hit = get(("system", system_prompt)) or self._turn(memo, "system", system_prompt)
+            parts.append(hit[0])
+            n += hit[2]
+            ok = hit[3]
         for m in msgs:
-            w = m.weight
+            role, content, w = m.role, m.content, m.weight
+            hit = get((role, content))
+            if hit is None:
+                hit = self._turn(memo, role, content)
             if w is None:
-                out.append({"role": m.role, "content": m.content})
+                parts.append(hit[0])
+                if weights is not None:
+                    weights.append(None)
             else:
-                out.append({"role": m.role, "content": m.content, "weight": int(w) if w in (0.0, 1.0) else w})
-        return {"messages": out}
+                if weights is None:
+                    weights = [None] * len(roles)
+                weights.append(w)
+                parts.append(hit[0][:-1] + ',"weight":' + ("0" if w == 0 else "1" if w == 1 else encode_number(w)) + "}")
+            n += hit[2]
+            roles.append(role)
+            if not hit[3]:
+                ok = False
+        return '{"messages":[' + ",".join(parts) + "]}", n, roles, weights, ok
+
+    def _turn(self, memo: dict, role: str, content: str) -> tuple[str, str, int, bool]:
+        """One distinct turn: ``(its JSON, its content as JSON, its tokens with the framing, content ok)``."""
+        start = _TURN_START.get(role) or '{"role":' + encode_str(role) + ',"content":'
+        esc = encode_str(content)
+        counter = self.counter
+        rt = self._role_tokens.get(role)
+        tokens = TOKENS_PER_MESSAGE + (rt if rt is not None else counter.count(role)) + counter.count_uncached(content)
+        return remember(memo, (role, content), (start + esc + "}", esc, tokens, clean_text(content)))
 
     # -- validate ------------------------------------------------------------------------
     def check_row(self, row: Any) -> list[str]:
         if type(row) is not dict:
             return [f"row: expected a JSON object with 'messages', got {type_name(row)}"]
         reasons: list[str] = []
-        if not _ROW_KEYS.issuperset(row):
-            for k in row:
-                if k not in _ROW_KEYS:
-                    reasons.append(f"{k}: unknown key; an OpenAI chat row has only {', '.join(ROW_KEYS)}")
+        unknown_keys(row, _ROW_KEYS, "", "an OpenAI chat row", ROW_KEYS, reasons)
         msgs = row.get("messages")
         if msgs is None:
             reasons.append("messages: missing; a row is {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}")
             return reasons
-        if type(msgs) is not list or not msgs:
-            reasons.append(f"messages: must be a non-empty list of turns, got {type_name(msgs)}"
-                           + (" (empty)" if msgs == [] else ""))
+        if not non_empty_list(msgs, "messages", "turns", reasons):
             return reasons
         assistants = 0
         trainable = 0
         for i, m in enumerate(msgs):
-            if type(m) is dict and len(m) == 2:  # fast path: a plain {role, content} turn that is fine
-                role = m.get("role")
-                content = m.get("content")
-                if (type(role) is str and role in _PLAIN_ROLES and type(content) is str and content
-                        and not content.isspace()):
-                    if role == "assistant":
-                        assistants += 1
-                        trainable += 1
-                    continue
+            where = f"messages[{i}]"
             if type(m) is not dict:
-                reasons.append(f"messages[{i}]: expected an object with role and content, got {type_name(m)}")
+                reasons.append(f"{where}: expected an object with role and content, got {type_name(m)}")
                 continue
-            if not _MESSAGE_KEYS.issuperset(m):
-                for k in m:
-                    if k not in _MESSAGE_KEYS:
-                        reasons.append(f"messages[{i}].{k}: unknown key; a turn has only {', '.join(MESSAGE_KEYS)}")
+            unknown_keys(m, _MESSAGE_KEYS, f"{where}.", "a turn", MESSAGE_KEYS, reasons)
             role = m.get("role")
-            if type(role) is not str or role not in _ROLES:
-                if role is None:
-                    reasons.append(f"messages[{i}].role: missing; use one of {_ROLE_LIST}")
-                else:
-                    reasons.append(f"messages[{i}].role: {role!r} is not one of {_ROLE_LIST}")
+            why = role_reason(where, role, ROLES)
+            if why:
+                reasons.append(why)
             content = m.get("content")
-            if type(content) is str:
-                if not content or content.isspace():
-                    reasons.append(f"messages[{i}].content: is empty; fill the turn or drop it")
-            elif content is None:
-                if not (role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
-                    reasons.append(f"messages[{i}].content: missing; every turn needs text")
-            elif type(content) is list:
+            if type(content) is list:
                 reasons.extend(_check_parts(i, content))
-            else:
-                reasons.append(f"messages[{i}].content: must be a string, got {type_name(content)}")
+            elif not (content is None and role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
+                why = text_reason(f"{where}.content", content)
+                if why:
+                    reasons.append(why)
             if "weight" in m:
-                w = m["weight"]
-                if role != "assistant":
-                    reasons.append(f"messages[{i}].weight: only assistant turns may carry a weight (role {role!r})")
-                elif isinstance(w, bool) or w not in (0, 1):
-                    reasons.append(f"messages[{i}].weight: {w!r} must be 0 or 1")
+                why = weight_reason(where, role, m["weight"])
+                if why:
+                    reasons.append(why)
             if role == "assistant":
                 assistants += 1
                 if m.get("weight", 1) != 0:
                     trainable += 1
             elif role == "tool" and not m.get("tool_call_id"):
-                reasons.append(f"messages[{i}].tool_call_id: missing; a tool turn answers a tool call by id")
+                reasons.append(f"{where}.tool_call_id: missing; a tool turn answers a tool call by id")
             if "name" in m:
                 name = m["name"]
                 if type(name) is not str or not name.strip():
-                    reasons.append(f"messages[{i}].name: {name!r} must be a non-empty string")
+                    reasons.append(f"{where}.name: {name!r} must be a non-empty string")
         if not assistants:
             reasons.append("messages: no assistant turn; an example needs at least one assistant message to learn")
         elif not trainable:
@@ -166,11 +193,7 @@ class OpenAIFormat(Format):
     # -- tokens --------------------------------------------------------------------------
     def count_tokens(self, rows: Sequence[Any]) -> list[int]:
         """Exact tokens per row with OpenAI's chat framing; malformed rows count what they have."""
-        counter = self.counter
-        count = counter.count
-        cache_get = counter.cache.get
-        native = counter.native
-        remember = counter.remember
+        count = self.counter.count
         out: list[int] = []
         append = out.append
         for row in rows:
@@ -185,18 +208,10 @@ class OpenAIFormat(Format):
                 n += TOKENS_PER_MESSAGE
                 role = m.get("role")
                 if type(role) is str:
-                    t = cache_get(role)
-                    n += t if t is not None else count(role)
+                    n += count(role)
                 content = m.get("content")
-                if type(content) is str:  # the hot path: cache inlined
-                    t = cache_get(content)
-                    if t is None:
-                        try:
-                            t = native(content)
-                        except UnicodeEncodeError:
-                            t = counter.count_uncached(content)
-                        remember(content, t)
-                    n += t
+                if type(content) is str:
+                    n += count(content)
                 elif type(content) is list:
                     for part in content:
                         if type(part) is dict and type(part.get("text")) is str:

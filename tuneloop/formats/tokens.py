@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 ENCODINGS = ("o200k_base", "cl100k_base")
 DEFAULT_ENCODING = "o200k_base"
@@ -25,6 +26,14 @@ TOKENS_PER_NAME = 1
 TOKENS_REPLY_PRIMING = 3
 
 CACHE_LIMIT = 1 << 16  # cached strings per counter
+# Texts and their token counts in each encoding (the public bpe_openai encoder's, checked by the tests).
+PROBES = {
+    "o200k_base": (("Order #48213 hasn't arrived.\n  Can you help? ünïcödé 😀 <|endoftext|>", 24),
+                   ("<|im_start|>assistant\nShipped Thursday.<|im_end|>\n", 17)),
+    "cl100k_base": (("Order #48213 hasn't arrived.\n  Can you help? ünïcödé 😀 <|endoftext|>", 27),
+                    ("<|im_start|>assistant\nShipped Thursday.<|im_end|>\n", 17)),
+}
+MEMO_LIMIT = 1 << 14  # rendered turns remembered per renderer (see TokenCounter.memo)
 
 
 def _public_counter(encoding: str) -> Callable[[str], int]:
@@ -42,16 +51,46 @@ def _public_counter(encoding: str) -> Callable[[str], int]:
     return count
 
 
+@functools.lru_cache(maxsize=1)
+def _bindings():
+    """bpe_openai's compiled backend, loaded on its own when possible.
+
+    Importing the ``bpe_openai`` package builds every encoding's merge table in Python (about 1.5 s
+    per process); the compiled module counts without them. Falls back to the package import.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpe_openai")
+    if spec is None or spec.origin is None:  # pragma: no cover - not installed
+        return None
+    folder = Path(spec.origin).parent
+    for path in sorted(folder.glob("_bindings*.so")) + sorted(folder.glob("_bindings*.pyd")):
+        try:
+            loader = importlib.machinery.ExtensionFileLoader("bpe_openai._bindings", str(path))
+            module = importlib.util.module_from_spec(
+                importlib.util.spec_from_file_location("bpe_openai._bindings", str(path), loader=loader)
+            )
+            loader.exec_module(module)
+            return module
+        except (ImportError, OSError):  # pragma: no cover - another build
+            continue
+    try:  # pragma: no cover - a wheel laid out differently
+        from bpe_openai import _bindings
+    except ImportError:  # pragma: no cover
+        return None
+    return _bindings
+
+
 def _native_counter(encoding: str) -> Callable[[str], int] | None:
     """The Rust tokenizer's own ``count`` (no token list built); None if this build lacks it.
 
     It raises UnicodeEncodeError on lone surrogates; callers fall back to :func:`_sanitize`.
     """
-    try:
-        from bpe_openai import _bindings  # the compiled backend behind bpe_openai.Encoding
-    except ImportError:  # pragma: no cover - depends on the installed wheel
+    module = _bindings()
+    if module is None:  # pragma: no cover - depends on the installed wheel
         return None
-    return getattr(_bindings.tokenizer_for_encoding(encoding), "count", None)
+    return getattr(module.tokenizer_for_encoding(encoding), "count", None)
 
 
 def _sanitize(text: str) -> str:
@@ -76,15 +115,13 @@ class TokenCounter:
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding={encoding!r} is not one of {', '.join(ENCODINGS)}")
         self.encoding = encoding
-        public = _public_counter(encoding)
         native = _native_counter(encoding)
-        # Use the native count only if it agrees with the public encoder on a probe text.
-        probe = "Order #48213 hasn't arrived.\n  Can you help? ünïcödé 😀 <|endoftext|>"
-        self.native: Callable[[str], int] = native if native is not None and native(probe) == public(probe) else public
-        self._public = public
+        # Use the native count only if it gives the encoding's known counts (else the public encoder).
+        if native is None or any(native(text) != n for text, n in PROBES[encoding]):  # pragma: no cover
+            native = _public_counter(encoding)
+        self.native: Callable[[str], int] = native
         self.cache: dict[str, int] = {}
-        # (role, content) -> (rendered turn, its count): templates that count a turn at a time (hf)
-        self.turns: dict[tuple[str, str], tuple[str, int]] = {}
+        self._memos: dict[str, dict] = {}
 
     def count_uncached(self, text: str) -> int:
         """Tokens in ``text``, without the cache (the hot loops inline the cache themselves)."""
@@ -126,10 +163,23 @@ class TokenCounter:
             append(n)
         return out
 
+    def memo(self, name: str) -> dict:
+        """A renderer's memo of distinct turns, e.g. ``(role, content) -> (its JSON, its tokens, ...)``.
+
+        Formats render, count and check each distinct turn once (system prompts and stock replies
+        repeat across a dataset). The renderer keeps it under :data:`MEMO_LIMIT` entries; it lives
+        here so that :meth:`clear_cache` forgets it with the counts.
+        """
+        memo = self._memos.get(name)
+        if memo is None:
+            memo = self._memos[name] = {}
+        return memo
+
     def clear_cache(self) -> None:
-        """Forget cached counts (benchmarks call this between runs)."""
+        """Forget cached counts and rendered turns (benchmarks call this between runs)."""
         self.cache.clear()
-        self.turns.clear()
+        for memo in self._memos.values():
+            memo.clear()
 
 
 @functools.lru_cache(maxsize=len(ENCODINGS))

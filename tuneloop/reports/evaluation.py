@@ -82,7 +82,7 @@ def dataset_facts(uri: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
     top_reasons}}}``; the reasons are counted by kind (specifics such as row numbers blanked).
     """
     from tuneloop import storage
-    from tuneloop.formats.base import top_reasons
+    from tuneloop.formats.reports import top_reasons
 
     blob = storage.read(storage.join(uri, "quarantine.jsonl"))
     reasons: list[list[str]] = []

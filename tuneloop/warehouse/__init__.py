@@ -5,7 +5,8 @@
 - :mod:`.sql` — BigQuery Standard SQL templates: ``@name`` values, validated ``{{table}}`` identifiers,
   transpilation (cached) for other engines, :func:`load_query` for the packaged ``queries/*.sql``.
 - :mod:`.duckdb` — the embedded default backend (``duckdb:///path.duckdb``).
-- :mod:`.extract` — :func:`extract_new`: rows newer than a watermark -> canonical examples + quarantine.
+- :mod:`.extract` — :func:`extract_new`: rows newer than a watermark -> canonical examples + quarantine;
+  :func:`extract_to_files` streams the same to Parquet + JSONL a record batch at a time.
 - :mod:`.games` — the game table (``game_results``): columns, DDL, typed row, Firestore-document mapping.
 - :mod:`.views` — per-model-version-per-day views (games / AI survival; rows / corrections / accuracy).
 
@@ -26,14 +27,24 @@ from tuneloop.warehouse.base import (
     example_to_row,
     open_warehouse,
 )
-from tuneloop.warehouse.extract import ExtractResult, extract_new, row_to_example
+from tuneloop.warehouse.extract import (
+    ExtractBatch,
+    ExtractResult,
+    ExtractSummary,
+    extract_new,
+    extract_to_files,
+    iter_extract,
+    row_to_example,
+)
 from tuneloop.warehouse.sql import load_query, validate_identifier
 
 __all__ = [
     "COLUMN_TYPES",
     "TABLE_COLUMNS",
     "WATERMARK_COLUMN",
+    "ExtractBatch",
     "ExtractResult",
+    "ExtractSummary",
     "IngestError",
     "Ingestor",
     "InsertError",
@@ -43,6 +54,8 @@ __all__ = [
     "duckdb_uri",
     "example_to_row",
     "extract_new",
+    "extract_to_files",
+    "iter_extract",
     "load_query",
     "open_warehouse",
     "row_to_example",

@@ -35,6 +35,8 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from tuneloop.examples import json_encoder
+
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
@@ -75,6 +77,9 @@ COLUMN_TYPES = MappingProxyType(
     }
 )
 _STRING_COLS = (COL_ID, COL_LABEL, COL_SOURCE)
+# json.dumps(..., ensure_ascii=False, separators=(",", ":")) [, sort_keys=True], each built once
+_COMPACT = json_encoder()
+_COMPACT_SORTED = json_encoder(sort_keys=True)
 _JSON_COLS = (COL_MESSAGES, COL_META)
 _TIME_COLS = (COL_CREATED_AT, COL_INGESTED_AT)
 
@@ -242,17 +247,17 @@ def coerce_row(row: Mapping[str, Any], *, now: dt.datetime | None = None) -> dic
 
 def example_to_row(example: Example, *, ingested_at: dt.datetime | str | None = None) -> dict[str, Any]:
     """A canonical example as a table row (messages and meta as JSON text)."""
-    d = example.to_dict()
     return {
-        COL_ID: d["id"],
-        COL_MESSAGES: json.dumps(d["messages"], ensure_ascii=False, separators=(",", ":")),
-        COL_LABEL: d["label"],
-        COL_SOURCE: d["source"],
-        COL_WEIGHT: d["weight"],
-        COL_CREATED_AT: d["created_at"],
-        COL_META: json.dumps(d["meta"], ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+        COL_ID: example.id,
+        COL_MESSAGES: _COMPACT([m.to_dict() for m in example.messages]),
+        COL_LABEL: example.label,
+        COL_SOURCE: example.source,
+        COL_WEIGHT: example.weight,
+        COL_CREATED_AT: example.created_at,
+        COL_META: _COMPACT_SORTED(dict(example.meta)),
         COL_INGESTED_AT: ingested_at,
     }
+
 
 
 def json_safe_row(row: Mapping[str, Any]) -> dict[str, Any]:

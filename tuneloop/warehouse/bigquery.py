@@ -40,6 +40,8 @@ STORAGE_EMULATOR_ENV = "BIGQUERY_STORAGE_EMULATOR_HOST"
 PROJECT_RULE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 DATASET_RULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 JOB_LABELS = {"app": "tuneloop"}
+INSERT_ROWS = 500  # rows per streaming-insert request
+INSERT_BYTES = 5 * 2**20  # and about this many bytes of JSON
 
 
 def bigquery_uri(project: str, dataset: str, location: str | None = None) -> str:
@@ -350,15 +352,17 @@ class BigQueryWarehouse:
     def insert_rows(
         self, table: str, rows: Sequence[Mapping[str, Any]], *, row_ids: Sequence[str] | None = None
     ) -> int:
-        """Append rows with a streaming insert; see :func:`.base.coerce_row` for values.
+        """Append rows with streaming inserts (requests of at most :data:`INSERT_ROWS` rows / about
+        :data:`INSERT_BYTES`); see :func:`.base.coerce_row` for values.
 
         ``row_ids`` become the rows' ``insertId`` (default: a hash of each row's content and landing
         time); a caller that retries the same rows passes stable ids so BigQuery can drop the repeats.
 
         Raises:
             ValueError: a row that cannot be stored (nothing inserted), naming the row index.
-            InsertError: BigQuery rejected rows; ``failed_rows`` lists them (None: the request failed
-                as a whole; when the connection was lost mid-request some rows may have landed).
+            InsertError: BigQuery rejected rows; ``failed_rows`` lists them (None: the first request
+                failed as a whole and none landed; a later request's failure lists its rows and the rest;
+                when the connection was lost mid-request some rows of that request may have landed).
         """
         fq = self.qualify(table)
         now = utc_now()
@@ -398,19 +402,31 @@ class BigQueryWarehouse:
     def _insert_json(self, fq: str, payload: list[dict[str, Any]], ids: list[str]) -> int:
         from google.api_core import exceptions as gexc
 
-        try:
-            errors = self._client.insert_rows_json(fq, payload, row_ids=ids, **self._retry_kwargs())
-        except gexc.GoogleAPICallError as exc:
+        failed: list[int] = []
+        first_error = None
+        for start, end in _requests(payload):
+            part = payload[start:end]
+            try:
+                errors = self._client.insert_rows_json(fq, part, row_ids=ids[start:end], **self._retry_kwargs())
+            except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as exc:
+                # this request and the ones after it did not land (RetryError: retried until the deadline;
+                # OSError: connection refused / reset)
+                message = getattr(exc, "message", None) or str(exc)
+                if not start and not failed:
+                    raise InsertError(
+                        f"streaming insert of {len(payload)} row(s) into {fq} failed: {message}"
+                    ) from exc
+                raise InsertError(
+                    f"streaming insert into {fq} failed after {start - len(failed)} of {len(payload)} row(s) "
+                    f"landed: {message}",
+                    failed_rows=[*failed, *range(start, len(payload))],
+                ) from exc
+            if errors:
+                failed += sorted({start + int(e["index"]) for e in errors})
+                first_error = first_error or errors[0].get("errors")
+        if failed:
             raise InsertError(
-                f"streaming insert of {len(payload)} row(s) into {fq} failed: {exc.message}"
-            ) from exc
-        except (gexc.RetryError, OSError) as exc:  # retried until the deadline; connection refused / reset
-            raise InsertError(f"streaming insert of {len(payload)} row(s) into {fq} failed: {exc}") from exc
-        if errors:
-            failed = sorted({int(e["index"]) for e in errors})
-            first = errors[0].get("errors")
-            raise InsertError(
-                f"BigQuery rejected {len(failed)} of {len(payload)} row(s) inserted into {fq}; first: {first}",
+                f"BigQuery rejected {len(failed)} of {len(payload)} row(s) inserted into {fq}; first: {first_error}",
                 failed_rows=failed,
             )
         return len(payload)
@@ -443,6 +459,20 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
     return value
+
+
+def _requests(payload: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """``(start, end)`` slices of at most :data:`INSERT_ROWS` rows and about :data:`INSERT_BYTES` each
+    (the streaming API refuses requests over 10 MB and advises about 500 rows)."""
+    out, start, size = [], 0, 0
+    for i, row in enumerate(payload):
+        n = len(json.dumps(row, default=str))
+        if i > start and (i - start >= INSERT_ROWS or size + n > INSERT_BYTES):
+            out.append((start, i))
+            start, size = i, 0
+        size += n
+    out.append((start, len(payload)))
+    return out
 
 
 def _make_client(project: str, location: str | None):

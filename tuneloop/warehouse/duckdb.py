@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ from tuneloop.warehouse.base import (
 )
 
 MAX_PARTS = 2  # table or schema.table
+BATCH_ROWS = 20_000  # rows per Arrow record batch a query streams
+# DuckDB spills sorts and joins to disk beyond this, so a large table does not grow the process.
+MEMORY_LIMIT = "512MB"
 _SCALARS = (str, int, float, bool, dt.datetime, dt.date, decimal.Decimal, type(None))
 
 
@@ -58,6 +61,7 @@ class DuckDBWarehouse:
                 "holds it (DuckDB allows one writer), close that process and retry"
             ) from exc
         self._con.execute("SET TimeZone = 'UTC'").fetchall()
+        self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'").fetchall()
 
     # -- Warehouse ---------------------------------------------------------------------------
     def query(
@@ -68,8 +72,24 @@ class DuckDBWarehouse:
         identifiers: Mapping[str, str] | None = None,
     ):
         """Run one BigQuery-SQL statement on DuckDB; see :meth:`tuneloop.warehouse.base.Warehouse.query`."""
-        import duckdb
         import pyarrow as pa
+
+        batches = list(self.query_batches(template, params, identifiers=identifiers))
+        if not batches:
+            return pa.table({})
+        return pa.Table.from_batches(batches)
+
+    def query_batches(
+        self,
+        template: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        identifiers: Mapping[str, str] | None = None,
+        batch_rows: int | None = None,
+    ) -> Iterator[Any]:
+        """Run one statement and yield its result as Arrow record batches of ``batch_rows`` (default
+        :data:`BATCH_ROWS`), streamed: iterate to the end (a statement runs when iterated)."""
+        import duckdb
 
         params = {k: list(v) if isinstance(v, tuple) else v for k, v in (params or {}).items()}
         bq = sql.render(template, identifiers or {}, max_parts=MAX_PARTS)
@@ -79,7 +99,10 @@ class DuckDBWarehouse:
         duck = sql.transpile(bq, "duckdb")
         try:
             rel = self._con.sql(duck, params=params or None)
-            return pa.table({}) if rel is None else rel.to_arrow_table()
+            if rel is None:  # a statement without a result set
+                return
+            reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch
+            yield from reader(batch_rows or BATCH_ROWS)
         except duckdb.CatalogException as exc:
             raise WarehouseError(
                 f"{exc} (warehouse {self.uri}); create the table with `tuneloop load FILE --warehouse "

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+import inspect
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tuneloop.examples import Example, ExampleError, make_example
@@ -43,6 +45,8 @@ NO_LIMIT = 2**62
 DEFAULT_SOURCE = "live"
 # meta key that keeps a stored id that disagreed with the content hash.
 META_WAREHOUSE_ID = "warehouse_id"
+# Rows validated together (one Arrow record batch from the warehouse).
+BATCH_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,111 @@ def row_to_example(row: Mapping[str, Any]) -> tuple[Example, bool]:
     return ex, False
 
 
+def _check_args(table: str, watermark: str | None, max_rows: int | None, settle_seconds: float):
+    validate_identifier(table)
+    since = EPOCH if watermark is None else to_utc(watermark, "watermark")
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+        raise ValueError(f"max_rows={max_rows!r} must be an integer >= 1 or None (no limit)")
+    if isinstance(settle_seconds, bool) or not isinstance(settle_seconds, int | float) or settle_seconds < 0:
+        raise ValueError(f"settle_seconds={settle_seconds!r} must be a number >= 0")
+    return since
+
+
+def iter_extract(
+    warehouse_uri: str | Warehouse,
+    table: str,
+    watermark: str | None,
+    *,
+    max_rows: int | None = None,
+    settle_seconds: float = 0.0,
+    batch_rows: int | None = None,
+) -> Iterator[ExtractBatch]:
+    """:func:`extract_new`, a batch at a time: the rows stream from the warehouse in Arrow record
+    batches and each is validated into examples on its own, so no more than a batch is held.
+
+    Arguments and errors as :func:`extract_new`; ``batch_rows`` bounds the rows per batch (default
+    :data:`BATCH_ROWS`; DuckDB; BigQuery streams the pages its API returns). Batches come in landing order.
+    """
+    since = _check_args(table, watermark, max_rows, settle_seconds)
+    batch_rows = batch_rows or BATCH_ROWS
+    wh = open_warehouse(warehouse_uri) if isinstance(warehouse_uri, str) else warehouse_uri
+    try:
+        if not wh.has_table(table):
+            raise WarehouseError(
+                f"table={table!r} does not exist in {wh.uri}; load data first: "
+                f"tuneloop load FILE --warehouse {wh.uri} --table {table}"
+            )
+        params = {
+            "watermark": since,
+            "read_until": utc_now() - dt.timedelta(seconds=settle_seconds),
+            "max_rows": NO_LIMIT if max_rows is None else max_rows,
+        }
+        query = getattr(wh, "query_batches", None)
+        if query is None:  # a backend without streaming: one batch
+            batches: Iterable[Any] = wh.query(load_query(EXTRACT_QUERY), params, identifiers={"table": table}).to_batches()
+        elif "batch_rows" in inspect.signature(query).parameters:
+            batches = query(load_query(EXTRACT_QUERY), params, identifiers={"table": table}, batch_rows=batch_rows)
+        else:
+            batches = query(load_query(EXTRACT_QUERY), params, identifiers={"table": table})
+        for batch in batches:
+            if batch.num_rows:
+                yield _validate(batch)
+    finally:
+        if isinstance(warehouse_uri, str):
+            wh.close()
+
+
+@dataclass(frozen=True)
+class ExtractBatch:
+    """One batch of an extract: its valid examples, its quarantine entries, and its newest landing time."""
+
+    examples: list[Example]
+    quarantined: list[dict[str, Any]]
+    rows_read: int
+    newest: dt.datetime | None
+    ids_recomputed: int
+
+
+def _validate(batch: Any) -> ExtractBatch:
+    """Validate one record batch of table rows into examples and quarantine entries."""
+    import pyarrow.compute as pc
+
+    newest = pc.max(batch.column(COL_INGESTED_AT)).as_py()
+    rows = _rows(batch)
+    examples: list[Example] = []
+    quarantined: list[dict[str, Any]] = []
+    recomputed = 0
+    for row in rows:
+        try:
+            ex, changed = row_to_example(row)
+        except ExampleError as exc:
+            quarantined.append({"row": json_safe_row(row), "reason": str(exc)})
+            continue
+        recomputed += changed
+        examples.append(ex)
+    return ExtractBatch(examples, quarantined, len(rows), newest, recomputed)
+
+
+def _rows(batch: Any) -> list[dict[str, Any]]:
+    """The batch as dicts; UTC microsecond timestamps become their canonical ISO strings in one
+    vectorized step (what :func:`tuneloop.warehouse.base.iso` writes), the rest as Python values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in (COL_CREATED_AT, COL_INGESTED_AT):
+        i = batch.schema.get_field_index(name)
+        typ = batch.schema.field(i).type if i >= 0 else None
+        if pa.types.is_timestamp(typ) and typ.unit == "us" and typ.tz in (None, "UTC", "Etc/UTC", "+00:00"):
+            batch = batch.set_column(i, name, pc.strftime(batch.column(i), format="%Y-%m-%dT%H:%M:%SZ"))
+    return batch.to_pylist()
+
+
+def _notes(recomputed: int) -> tuple[str, ...]:
+    if recomputed:
+        return (f"{recomputed} stored id(s) disagreed with the content hash; the hash is the id",)
+    return ()
+
+
 def extract_new(
     warehouse_uri: str | Warehouse,
     table: str,
@@ -131,63 +240,94 @@ def extract_new(
 
     Returns:
         An :class:`ExtractResult`; write its ``quarantined`` rows and keep ``watermark_to`` for the next run.
+        (:func:`extract_to_files` writes them as it reads, holding one batch at a time.)
 
     Raises:
         ValueError: a bad ``table``, ``watermark``, ``max_rows`` or ``settle_seconds``.
         WarehouseError: the table does not exist or the query failed.
     """
-    validate_identifier(table)
-    since = EPOCH if watermark is None else to_utc(watermark, "watermark")
-    watermark_from = None if watermark is None else iso(since)
-    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
-        raise ValueError(f"max_rows={max_rows!r} must be an integer >= 1 or None (no limit)")
-    if isinstance(settle_seconds, bool) or not isinstance(settle_seconds, int | float) or settle_seconds < 0:
-        raise ValueError(f"settle_seconds={settle_seconds!r} must be a number >= 0")
-
-    wh = open_warehouse(warehouse_uri) if isinstance(warehouse_uri, str) else warehouse_uri
-    try:
-        if not wh.has_table(table):
-            raise WarehouseError(
-                f"table={table!r} does not exist in {wh.uri}; load data first: "
-                f"tuneloop load FILE --warehouse {wh.uri} --table {table}"
-            )
-        result = wh.query(
-            load_query(EXTRACT_QUERY),
-            {
-                "watermark": since,
-                "read_until": utc_now() - dt.timedelta(seconds=settle_seconds),
-                "max_rows": NO_LIMIT if max_rows is None else max_rows,
-            },
-            identifiers={"table": table},
-        )
-    finally:
-        if isinstance(warehouse_uri, str):
-            wh.close()
-
+    watermark_from = None if watermark is None else iso(_check_args(table, watermark, max_rows, settle_seconds))
     examples: list[Example] = []
     quarantined: list[dict[str, Any]] = []
-    recomputed = 0
+    rows = recomputed = 0
     newest: dt.datetime | None = None
-    for row in result.to_pylist():
-        landed = row[COL_INGESTED_AT]
-        if newest is None or landed > newest:
-            newest = landed
-        try:
-            ex, changed = row_to_example(row)
-        except ExampleError as exc:
-            quarantined.append({"row": json_safe_row(row), "reason": str(exc)})
-            continue
-        recomputed += changed
-        examples.append(ex)
-    notes = ()
-    if recomputed:
-        notes = (f"{recomputed} stored id(s) disagreed with the content hash; the hash is the id",)
+    for batch in iter_extract(warehouse_uri, table, watermark, max_rows=max_rows, settle_seconds=settle_seconds):
+        examples += batch.examples
+        quarantined += batch.quarantined
+        rows += batch.rows_read
+        recomputed += batch.ids_recomputed
+        if batch.newest is not None and (newest is None or batch.newest > newest):
+            newest = batch.newest
     return ExtractResult(
         examples=examples,
         quarantined=quarantined,
-        rows_read=result.num_rows,
+        rows_read=rows,
         watermark_from=watermark_from,
         watermark_to=iso(newest) if newest is not None else watermark_from,
         ids_recomputed=recomputed,
-        notes=notes,
+        notes=_notes(recomputed),
+    )
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """What :func:`extract_to_files` read and wrote (counts, not rows).
+
+    Attributes:
+        rows_read: examples + quarantined.
+        examples: valid rows written to the examples file.
+        quarantined: bad rows written to the quarantine file, a reason each.
+        watermark_from / watermark_to / ids_recomputed / notes: as in :class:`ExtractResult`.
+    """
+
+    rows_read: int
+    examples: int
+    quarantined: int
+    watermark_from: str | None
+    watermark_to: str | None
+    ids_recomputed: int = 0
+    notes: tuple[str, ...] = ()
+
+
+def extract_to_files(
+    warehouse_uri: str | Warehouse,
+    table: str,
+    watermark: str | None,
+    examples_path: str | Path,
+    quarantine_path: str | Path,
+    *,
+    max_rows: int | None = None,
+    settle_seconds: float = 0.0,
+    batch_rows: int | None = None,
+) -> ExtractSummary:
+    """:func:`extract_new` straight to disk: examples to Parquet, quarantine to JSONL, a batch at a time.
+
+    Memory stays at about one batch however many rows are new. The files hold exactly what
+    :func:`extract_new` returns (same rows, same order).
+    """
+    from tuneloop.examples import ExamplesParquetWriter, JsonlWriter
+
+    watermark_from = None if watermark is None else iso(_check_args(table, watermark, max_rows, settle_seconds))
+    rows = n_examples = n_quarantined = recomputed = 0
+    newest: dt.datetime | None = None
+    with ExamplesParquetWriter(examples_path) as out, JsonlWriter(quarantine_path) as bad:
+        for batch in iter_extract(
+            warehouse_uri, table, watermark, max_rows=max_rows, settle_seconds=settle_seconds, batch_rows=batch_rows
+        ):
+            out.write(batch.examples)
+            bad.write(batch.quarantined)
+            rows += batch.rows_read
+            n_examples += len(batch.examples)
+            n_quarantined += len(batch.quarantined)
+            recomputed += batch.ids_recomputed
+            if batch.newest is not None and (newest is None or batch.newest > newest):
+                newest = batch.newest
+    return ExtractSummary(
+        rows_read=rows,
+        examples=n_examples,
+        quarantined=n_quarantined,
+        watermark_from=watermark_from,
+        watermark_to=iso(newest) if newest is not None else watermark_from,
+        ids_recomputed=recomputed,
+        notes=_notes(recomputed),
     )

@@ -127,3 +127,18 @@ def test_parameters_take_the_bigquery_type_of_the_value():
     assert query_parameter("e", ["a", "b"]).array_type == "STRING"
     with pytest.raises(ValueError, match="params\\['f'\\]"):
         query_parameter("f", object())
+
+
+def test_loading_a_file_twice_into_bigquery_inserts_each_example_once(bq_uri, tmp_path):
+    from tuneloop.loading import load_file
+
+    path = tmp_path / "intents.csv"
+    path.write_text("text,label,corrected\nwhere is my parcel,shipping_status,\nrefund me,billing_refund,yes\n"
+                    "where is my parcel,shipping_status,\n")
+    first = load_file(path, bq_uri, "interactions", ingested_at="2025-05-03T00:00:00Z", chunk_rows=2)
+    assert (first.inserted, first.duplicates, first.duplicate_lines) == (2, 1, [4])  # line 4 repeats line 2
+    path.write_text(path.read_text() + "a new question,new_label,\n")
+    again = load_file(path, bq_uri, "interactions", ingested_at="2025-05-04T00:00:00Z")
+    assert (again.inserted, again.duplicates) == (1, 3)
+    got = extract_new(bq_uri, "interactions", None)
+    assert sorted(e.prompt_text for e in got.examples) == ["a new question", "refund me", "where is my parcel"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -131,3 +132,20 @@ def test_a_dataset_on_gcs_loads_through_the_cache_not_the_working_directory(gcs,
     ds = datasets.load_dataset(uri)
     assert sum(len(v) for v in ds.splits.values()) == sum(ds.manifest["counts"].values())
     assert list(work.iterdir()) == []  # nothing was mirrored into the task's working directory
+
+
+def test_a_dataset_published_to_gcs_holds_only_its_data(gcs, tmp_path):
+    from tests.fakes.data import support_messages
+    from tuneloop import datasets
+
+    built = tmp_path / "built"
+    datasets.build_dataset(support_messages(60, seed=3), built, previous=None, formats=["openai"], min_examples=4)
+    (built / "openai" / "stray.jsonl.lock").write_bytes(b"")  # what an older writer left behind
+    root = f"{gcs}/support"
+    uri = datasets.publish(built, root, expected=datasets.RootState.read(root))
+    files = storage.list_files(uri)
+    assert {"manifest.json", "canonical/train.parquet", "openai/train.jsonl", "openai/report.json"} <= set(files)
+    everything = storage.list_files(gcs)
+    assert not [f for f in everything if f.endswith((".lock", ".tmp"))], everything
+    assert "support/state.json" in everything
+    assert datasets.load_dataset(uri).manifest["counts"] == json.loads((built / "manifest.json").read_text())["counts"]

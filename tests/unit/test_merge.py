@@ -1,0 +1,77 @@
+"""The on-disk merge (DuckDB) keeps exactly what the in-memory rules keep, in the same order.
+
+``tuneloop.merge.Merge`` replaced ``resolve_corrections`` + ``dedupe`` over lists in the pipeline; on
+random inputs built to hit every rule (corrections, repeated ids with equal and different
+``created_at``, unlabelled chats, turn weights) both give the same examples, field for field.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tuneloop import examples as ex
+from tuneloop.datasets import resolve_corrections
+from tuneloop.merge import Merge
+
+PROMPTS = ["where is my order", "refund me", "cancel it", "hi", "reset my password", "two turns"]
+LABELS = ["shipping", "billing", "cancel", "greeting", None]
+TIMES = [f"2025-06-0{d}T0{h}:00:00Z" for d in (1, 2) for h in (1, 2)]
+
+
+def random_examples(rng: random.Random, n: int) -> list[ex.Example]:
+    out = []
+    for _ in range(n):
+        prompt = rng.choice(PROMPTS)
+        label = rng.choice(LABELS)
+        answer = label or rng.choice(["sure", "on its way", "done"])
+        turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+        if prompt == "two turns":
+            turns = [{"role": "system", "content": "be brief"}, *turns,
+                     {"role": "user", "content": "and?"}, {"role": "assistant", "content": answer,
+                                                           "weight": rng.choice([None, 0.0, 1.0])}]
+        source = rng.choice(["live", "live", "imported", "corrected"])
+        out.append(ex.make_example(turns, label=label, source=source, created_at=rng.choice(TIMES),
+                                   meta={"n": rng.randrange(1000)}))
+    return out
+
+
+def merged_on_disk(tmp, old_splits, new):
+    paths = []
+    for i, rows in enumerate(old_splits):
+        paths.append(tmp / f"old{i}.parquet")
+        ex.write_parquet(paths[-1], rows)
+    ex.write_parquet(tmp / "new.parquet", new)
+    with Merge(tmp / "new.parquet", paths) as m:
+        total = m.run()
+        rows = [ex.example_from_row(r) for b in m.batches(batch_rows=7) for r in b.to_pylist()]
+        assert total == len(rows)
+        return rows, m.superseded, m.labels(), m.dataset_hash()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_disk_merge_keeps_what_the_list_merge_keeps(tmp_path, seed):
+    rng = random.Random(seed)
+    pool = random_examples(rng, 80)
+    old = ex.dedupe(rng.sample(pool, 40))  # a previous dataset holds one row per id
+    old_splits = [[e for e in old if ex.split_of(e.id) == s] for s in ex.SPLITS]
+    new = random_examples(rng, 50) + rng.sample(pool, 10)  # new rows, some the same examples again
+    expected, superseded = resolve_corrections([*[e for s in old_splits for e in s], *new])
+    rows, got_superseded, labels, digest = merged_on_disk(tmp_path, old_splits, new)
+    assert rows == expected
+    assert got_superseded == superseded
+    assert superseded > 0 and len({e.id for e in [*old, *new]}) > len(rows)  # both rules did something
+    assert labels == sorted({e.label for e in expected if e.label is not None})
+    assert digest == ex.dataset_hash(expected)
+
+
+def test_counts_of_new_rows_and_new_ids(tmp_path):
+    rows = random_examples(random.Random(1), 30)
+    ex.write_parquet(tmp_path / "old.parquet", rows[:10])
+    ex.write_parquet(tmp_path / "new.parquet", rows[5:] + rows[5:8])
+    with Merge(tmp_path / "new.parquet", [tmp_path / "old.parquet"]) as m:
+        assert m.new_rows() == 28
+        assert m.new_ids() == len({e.id for e in rows[5:]} - {e.id for e in rows[:10]})
+        with pytest.raises(RuntimeError, match="run"):
+            list(m.batches())
