@@ -10,6 +10,7 @@ log file, ``<pipeline_root>/<run>.log``, and line by line to a listener (:class:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import re
@@ -212,6 +213,9 @@ def run_local_pipeline(
     terminal = sys.stdout  # before the redirect: the terminal (or a test's capture)
     with tempfile.NamedTemporaryFile("w", dir=root, prefix=".run-", suffix=".log", delete=False) as log:
         tap = _Tap(log, listener, terminal if show else None)
+        # kfp.local indents a task's prints by swapping builtins.print; two ParallelFor tasks in threads
+        # restore each other's swap, so a run can leave print indented for the rest of the process.
+        original_print = builtins.print
         try:
             # kfp.local logs through a handler on sys.stdout that it installs per run and task: the tap
             with contextlib.redirect_stdout(tap), contextlib.redirect_stderr(tap):
@@ -220,6 +224,7 @@ def run_local_pipeline(
         except BaseException as exc:  # noqa: BLE001 - re-raised below, after the log is saved
             error = exc
         finally:
+            builtins.print = original_print
             tap.close_out()
     new = sorted((p for p in set(root.iterdir()) - before if p.is_dir()), key=lambda p: p.stat().st_mtime)
     run_dir = new[-1] if new else None

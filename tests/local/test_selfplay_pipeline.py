@@ -7,6 +7,7 @@ which clear the default bars (85% vs random, 60% vs the heuristic) with room to 
 
 from __future__ import annotations
 
+import builtins
 import json
 
 import numpy as np
@@ -160,7 +161,10 @@ def test_a_two_config_curriculum_run_trains_both_and_applies_the_registry_record
         "settings": {"gauntlet": {"min_games": 4, "wave": 2}, "momentum": {"max_games": 30},
                      "validator": {"max_members": 40, "max_total_bytes": 64 << 20}},
     }
+    before = builtins.print
     run_dir = run("selfplay-training", params, env["root"])
+    # kfp.local's ParallelFor threads swap builtins.print (indenting task logs) and can leave it swapped
+    assert builtins.print is before, "the run left the process's print replaced"
     by_config = {s["board_config"]: s for s in summaries(env["reports"])}
     assert sorted(by_config) == ["connect_four_2p", "hex5_2p"]  # one summary per config, both trained
     assert sorted(p.parent.name for p in env["reports"].glob("*/summary.json"))[0].endswith("--connect_four_2p")
