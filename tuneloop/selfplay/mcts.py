@@ -81,6 +81,8 @@ class RolloutSearch:
             counts[child.action] = child.explore_count
         if self.config.prune_exploration and counts.max() > 1:
             counts = np.maximum(counts - 1.0, 0.0)
+        if counts.max() <= 0:  # one simulation only expands the root: every legal move ties, none else
+            counts[np.asarray(state.legal_actions(), dtype=np.int64)] = 1.0
         return counts
 
 

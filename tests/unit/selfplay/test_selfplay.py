@@ -94,6 +94,22 @@ def test_low_uct_constant_gives_sharper_policy_targets_than_c2():
     assert mean_top_share(0.5) > 1.5 * mean_top_share(2.0)
 
 
+@pytest.mark.parametrize("name", ["hex5_2p", "connect_four_2p"])
+def test_one_simulation_still_plays_only_legal_moves(name):
+    """One simulation only expands the root (no child visited): the counts are the legal moves, tied."""
+    adapter = load_game(name)
+    search = RolloutSearch(adapter, RolloutConfig(simulations=1), seed=3)
+    rng = np.random.default_rng(0)
+    state = adapter.new_state()
+    for _ in range(3):
+        state.apply_action(int(rng.choice(state.legal_actions())))
+    counts = search.visit_counts(state)
+    legal = state.legal_actions()
+    assert set(np.flatnonzero(counts)) == set(legal) and len(set(counts[legal].tolist())) == 1
+    while not state.is_terminal():  # a whole game at one simulation: every chosen move is legal
+        state.apply_action(choose_move(search.visit_counts(state), 0.0, rng))
+
+
 def test_temperature_zero_plays_the_most_visited_move():
     counts = np.array([0, 3, 9, 1], dtype=np.float32)
     rng = np.random.default_rng(0)
