@@ -145,6 +145,13 @@ def check_run(
             ("combine", "freshness_half_life"): freshness_half_life,
         },
     )
+    for name in ("min_vs_random", "min_vs_heuristic", "min_vs_best"):
+        bar = getattr(parsed.thresholds, name)
+        if not 0 < bar < 1:  # [0, 1] passed the thresholds; the gauntlet's early stop needs a target inside
+            raise ConfigError(
+                f"{name}={bar}: the gauntlet also stops a pairing early once its score is clearly above or below "
+                "this bar, so it must lie strictly between 0 and 1; for 'any score passes' use 0.01"
+            )
     cur = parsed.curriculum
     if len(weights) * cur.min_share > 1 + 1e-9:
         raise ConfigError(

@@ -70,6 +70,8 @@ def test_board_configs_plan_one_net_per_config(tmp_path):
         ({"board_config": "hex5"}, "board_config='hex5' is invalid"),
         ({"total_games": 0}, "total_games=0 must be a whole number >= 1"),
         ({"min_vs_random": 85.0}, "min_vs_random: 85.0 must be a score in [0, 1]"),
+        ({"min_vs_heuristic": 0.0}, "min_vs_heuristic=0.0: the gauntlet also stops a pairing early"),
+        ({"min_vs_best": 1.0}, "must lie strictly between 0 and 1"),
         ({"settings": {"gauntlet": {"wave": 2.5}}}, "settings.gauntlet.wave=2.5 must be an integer"),
         (
             {"board_configs": dict.fromkeys(["hex5_2p", "hex8_2p", "connect_four_2p"], 1),
