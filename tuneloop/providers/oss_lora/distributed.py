@@ -250,6 +250,7 @@ def train_parallel(config: LoraConfig, train: Sequence[Example], validation: Seq
     """
     import torch
     import torch.multiprocessing as tmp
+    from torch.multiprocessing.spawn import ProcessException
 
     from tuneloop.examples import dataset_hash
     from tuneloop.providers.oss_lora.trainer import TrainingStopped
@@ -278,7 +279,7 @@ def train_parallel(config: LoraConfig, train: Sequence[Example], validation: Seq
                 halt.set()
             try:
                 done = procs.join(timeout=0.2)
-            except tmp.ProcessException as exc:  # a rank failed; join() has stopped the others
+            except ProcessException as exc:  # a rank failed; join() has stopped the others
                 done = True
                 time.sleep(0.1)
                 _drain(events, log, outcome)
