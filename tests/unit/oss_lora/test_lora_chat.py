@@ -68,6 +68,7 @@ def test_the_end_of_turn_token_comes_from_the_template_not_eos(tiny_tokenizer):
     assert end_of_turn_ids(tok) == [eot] and eot != tok.eos_token_id
 
 
+# Tuning the chat model takes ~35 s on 2 shared cores: the tests that use it are marked slow.
 @pytest.fixture(scope="module")
 def chat_run(tiny_base, tmp_path_factory):
     """An oss-lora model tuned through the provider on multi-turn chats (no labels)."""
@@ -80,6 +81,7 @@ def chat_run(tiny_base, tmp_path_factory):
     return provider, result
 
 
+@pytest.mark.slow
 def test_a_tuned_chat_model_answers_with_the_reply_text_only(chat_run, tiny_base):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -99,6 +101,7 @@ def test_a_tuned_chat_model_answers_with_the_reply_text_only(chat_run, tiny_base
         assert all(m.content not in reply for m in ex.messages if m.role != "assistant")
 
 
+@pytest.mark.slow
 def test_chat_models_get_a_reply_length_and_label_models_a_short_one(chat_run, trained):
     _, result = chat_run
     manifest = ckpt.read_manifest(result.model_ref)
@@ -108,6 +111,7 @@ def test_chat_models_get_a_reply_length_and_label_models_a_short_one(chat_run, t
     assert load_predictor(trained.result.model_ref).max_new_tokens == LABEL_NEW_TOKENS
 
 
+@pytest.mark.slow
 def test_a_batch_of_prompts_of_different_lengths_answers_as_each_prompt_alone(chat_run, tiny_base):
     _, result = chat_run
     convs = tiny.chat_examples(12, seed=6, exchanges=(1, 5))
@@ -124,3 +128,22 @@ def test_a_batch_of_prompts_of_different_lengths_answers_as_each_prompt_alone(ch
     free_batched = generate(base, tok, convs, max_new_tokens=24, batch_size=12)
     free_alone = generate(base, tok, convs, max_new_tokens=24, batch_size=1)
     assert free_batched == free_alone and len(set(free_batched)) > 1
+
+
+@pytest.mark.slow
+def test_a_conversation_longer_than_the_tuned_rows_keeps_its_latest_turns_at_predict(chat_run):
+    _, result = chat_run
+    predictor = load_predictor(result.model_ref)
+    positions = predictor.model.config.max_position_embeddings
+    # prompts are windowed to the rows the model was tuned on, as long training conversations were
+    assert predictor.max_prompt_len == CHAT_HP["max_seq_len"] < positions - CHAT_NEW_TOKENS
+    # a long opening exchange (a wall of chat) pushes each prompt past the model's position limit
+    wall = {"role": "user", "content": "ann: " + "the cat sat on the mat. " * 200}
+    long = [make_example([ex.messages[0], wall, {"role": "assistant", "content": "that is an animal."},
+                          *ex.messages[1:]]) for ex in tiny.chat_examples(10, seed=7, exchanges=(2, 2))]
+    assert all(len(encode_prompt(predictor.tokenizer, ex)) > positions for ex in long)
+    replies = predictor.predict(long)
+    assert all(re.fullmatch(r"that is an? [a-z]+\.", r) for r in replies), replies
+    # the window kept the system turn and the latest exchanges: the reply answers the latest user turn
+    match = sum(r == ex.target for r, ex in zip(replies, long, strict=True)) / len(long)
+    assert match >= 0.7, f"exact match {match:.0%} on conversations longer than the model's context"

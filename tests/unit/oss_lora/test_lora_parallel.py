@@ -17,11 +17,11 @@ import torch
 from safetensors.torch import load_file
 
 from tuneloop.examples import dataset_hash
-from tuneloop.providers.base import ProviderError, TuneRequest, job_key, run_job
+from tuneloop.providers.base import PreflightError, ProviderError, TuneRequest, job_key, run_job
 from tuneloop.providers.oss_lora import OssLoraProvider
 from tuneloop.providers.oss_lora import checkpoint as ckpt
 from tuneloop.providers.oss_lora.config import ConfigError, LoraConfig
-from tuneloop.providers.oss_lora.distributed import resolve_world_size, train_parallel
+from tuneloop.providers.oss_lora.distributed import WorldSizeError, resolve_world_size, train_parallel
 from tuneloop.providers.oss_lora.trainer import Run
 
 # dropout 0: every rank's dropout stream differs from the single process's, the rest is the same math.
@@ -53,11 +53,23 @@ def assert_same_adapter(dir_a, dir_b):
         torch.testing.assert_close(a[k], b[k], atol=ADAPTER_ATOL, rtol=1e-4)
 
 
-def test_world_size_is_one_per_gpu_or_one_on_cpu_and_checked():
+def test_world_size_is_one_per_gpu_or_one_on_cpu_and_checked(monkeypatch):
+    monkeypatch.delenv("NVIDIA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert resolve_world_size(LoraConfig()) == 1  # no GPU here: the single-process loop
     assert resolve_world_size(LoraConfig(world_size=3)) == 3  # gloo processes on CPU when asked
     with pytest.raises(ConfigError, match="world_size: -1"):
         LoraConfig(world_size=-1)
+    # CUDA images say "all" whatever the machine has: that says nothing
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
+    assert resolve_world_size(LoraConfig()) == 1
+    # a task the runtime granted two GPUs that torch cannot see is refused, not trained on the CPU
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "GPU-5d1c,GPU-9a0e")
+    with pytest.raises(WorldSizeError, match=r"granted 2 GPU\(s\) .* torch sees 0"):
+        resolve_world_size(LoraConfig())
+    assert resolve_world_size(LoraConfig(device="cpu")) == 1  # unless the CPU is asked for
+    with pytest.raises(PreflightError, match="granted 2 GPU"):
+        OssLoraProvider().preflight(TuneRequest(train=[], validation=[], dataset_hash="x", base_model="/nowhere"))
 
 
 # Three launches of two workers, ~16 s on 2 shared cores: the fork server imports torch once, the first

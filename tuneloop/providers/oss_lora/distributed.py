@@ -17,7 +17,10 @@ dies takes the others down (no rank waits forever in a collective).
 World size (:func:`resolve_world_size`): the ``world_size`` setting, where 0 means one process per GPU
 this task sees. On Vertex AI a task gets exactly the ``accelerator_count`` GPUs of the pipeline, so the
 pipeline parameter decides it; on a machine without a GPU it is 1 (one process, the plain loop) unless
-``world_size`` asks for gloo processes.
+``world_size`` asks for gloo processes. When the container runtime lists the GPUs it granted the task
+(``NVIDIA_VISIBLE_DEVICES=0,1,...`` or GPU UUIDs, and ``CUDA_VISIBLE_DEVICES`` does not pick a subset)
+and torch sees fewer, the run is refused instead of silently training on fewer GPUs (or on the CPU):
+the image's CUDA build does not fit the driver.
 """
 
 from __future__ import annotations
@@ -55,13 +58,32 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def granted_gpus(environ: Any = None) -> int | None:
+    """How many GPUs the container runtime granted this task, when it lists them
+    (``NVIDIA_VISIBLE_DEVICES``); None when it does not say (unset, ``all``, ``none``, ``void``)."""
+    value = (os.environ if environ is None else environ).get("NVIDIA_VISIBLE_DEVICES", "").strip()
+    if value.lower() in ("", "all", "none", "void"):
+        return None
+    return len([d for d in value.split(",") if d.strip()])
+
+
 def resolve_world_size(config: LoraConfig) -> int:
     """How many training processes: ``world_size``, or one per visible GPU when it is 0 (1 without GPUs).
 
     Raises:
-        WorldSizeError: more GPU processes asked than GPUs visible, naming both and the fix.
+        WorldSizeError: more GPU processes asked than GPUs visible, or the task was granted GPUs torch
+            cannot see; naming the numbers and the fix.
     """
     gpus = 0 if config.device == "cpu" else visible_gpus()
+    # CUDA_VISIBLE_DEVICES set: someone chose a subset of the granted GPUs on purpose
+    granted = None if config.device == "cpu" or "CUDA_VISIBLE_DEVICES" in os.environ else granted_gpus()
+    if granted is not None and gpus < granted:
+        raise WorldSizeError(
+            f"this task was granted {granted} GPU(s) (NVIDIA_VISIBLE_DEVICES="
+            f"{os.environ.get('NVIDIA_VISIBLE_DEVICES')}) but torch sees {gpus}: the image's CUDA build does "
+            "not fit the node's driver; use the tuneloop trainer-gpu image, or set device='cpu' to train on "
+            "the CPU on purpose"
+        )
     if config.world_size == 0:
         return max(1, gpus)
     if gpus and config.world_size > gpus:
@@ -305,4 +327,5 @@ def train_parallel(config: LoraConfig, train: Sequence[Example], validation: Seq
     return outcome["result"]
 
 
-__all__ = ["Dist", "WorldSizeError", "data_parallel", "resolve_world_size", "train_parallel", "visible_gpus"]
+__all__ = ["Dist", "WorldSizeError", "data_parallel", "granted_gpus", "resolve_world_size", "train_parallel",
+           "visible_gpus"]

@@ -87,8 +87,10 @@ def load_predictor(model_dir: str | Path, *, device: str = "auto", use_merged: b
 
 
 def prompt_budget(model, max_seq_len: int | None, max_new_tokens: int) -> int | None:
-    """Longest prompt to give the model: the context it was trained on (``max_seq_len``), and room for the
-    reply within its position limit."""
+    """Longest prompt to give the model (None: no limit known): the rows it was tuned on (``max_seq_len``,
+    where a long training conversation was windowed the same way), and room for the reply within its
+    position limit. Longer conversations keep their system turn and latest turns (data.encode_prompt).
+    The cap also bounds the evaluator's memory: a base with a 32k context is not fed 32k-token prompts."""
     limits = [int(max_seq_len)] if max_seq_len else []
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if isinstance(positions, int) and positions > max_new_tokens:
@@ -134,7 +136,7 @@ def generate(model, tokenizer, examples: Sequence[Example], *, max_new_tokens: i
     prompts = [encode_prompt(tokenizer, ex, max_prompt_len) for ex in examples]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     stop = stop_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
     answers: list[str] = [""] * len(prompts)
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
