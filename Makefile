@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 EXTRAS := dev,hosted,lora,selfplay,gcp,reports
 PYTEST := $(PY) -m pytest -p no:cacheprovider -p no:bqemulator --durations=15
 
-.PHONY: setup demo test test-all compile lint bench bench-formatter bench-export bench-lora bench-selfplay clean chromium
+.PHONY: setup demo test test-all compile lint bench bench-formatter bench-export bench-lora bench-lora-chat bench-selfplay clean chromium
 
 setup: $(STAMP)
 
@@ -36,7 +36,7 @@ lint: setup lint-dockerfiles
 	$(PY) -m compile --check
 
 # Benchmarks write their results (with the machine noted) to bench/RESULTS-*.md; commit them.
-bench: bench-formatter bench-export bench-lora bench-selfplay
+bench: bench-formatter bench-export bench-lora bench-lora-chat bench-selfplay
 
 bench-formatter: setup
 	$(PY) bench/bench_formatter.py --out bench/RESULTS-formatter.md
@@ -47,6 +47,11 @@ bench-export: setup
 
 bench-lora: setup
 	$(PY) bench/bench_lora.py --repeats 3 --results bench/RESULTS-lora.md
+
+# Multi-turn chats, a tiny CPU size (~7 min on 2 cores); its own section of RESULTS-lora.md.
+bench-lora-chat: setup
+	$(PY) bench/bench_lora.py --data chat --preset test --pretrain-steps 200 --steps 12 --batch 4 \
+		--seq-len 256 --train-examples 400 --repeats 2 --results bench/RESULTS-lora.md
 
 bench-selfplay: setup
 	$(PY) bench/bench_selfplay.py --out bench/RESULTS-selfplay.md

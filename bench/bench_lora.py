@@ -6,6 +6,13 @@ evaluator (fp32, each validation example alone): mean NLL per assistant token.
 
     .venv/bin/python bench/bench_lora.py                      # CPU, 2 threads, writes bench/RESULTS-lora.md
     .venv/bin/python bench/bench_lora.py --device cuda --preset 0.5b --batch 8 --seq-len 2048
+    .venv/bin/python bench/bench_lora.py --data chat ...      # multi-turn chats with a system turn
+
+``--data chat`` trains on multi-turn conversations (a system turn, 2-3 exchanges, loss on every assistant
+turn) instead of one-question topic Q/A; TRL then gets the conversations as ``messages`` with
+``assistant_only_loss=True`` (a template with ``{% generation %}`` markers that renders the same text),
+so every trainer learns the same tokens. Its results go to their own section of the results file; the
+other section is kept.
 
 tokens/s counts real (non-pad) tokens over training wall time (no setup, no evaluation). MFU counts the
 useful FLOPs of LoRA training: 4 x (linear params) per token (forward, and backward to activations; the
@@ -47,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--train-examples", type=int, default=3000)
+    p.add_argument("--data", default="topic", choices=["topic", "chat"],
+                   help="topic: one-question Q/A; chat: multi-turn conversations with a system turn")
     p.add_argument("--seed", type=int, default=0, help="LoRA init, dropout and data order, for every trainer")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -154,6 +163,31 @@ def run_ours(args, base, train, val, work: Path, precision: str) -> dict:
             "train_s": result.trained_tokens / result.metrics["tokens_per_s"], "tokens": result.trained_tokens}
 
 
+# The tiny ChatML template with TRL's assistant markers: the same text, and TRL learns the same tokens.
+GENERATION_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'assistant' %}<|im_start|>assistant\n"
+    "{% generation %}{{ m['content'] }}<|im_end|>\n{% endgeneration %}{% else %}<|im_start|>{{ m['role'] }}\n"
+    "{{ m['content'] }}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% endif %}"
+)
+
+
+def examples(args):
+    """(train, validation) for ``--data``."""
+    if args.data == "chat":
+        return tiny.chat_examples(args.train_examples, seed=1), tiny.chat_examples(200, seed=2)
+    return tiny.topic_examples(args.train_examples, seed=1), tiny.topic_examples(200, seed=2)
+
+
+def peak_memory(device: str) -> float | None:
+    """Peak GPU memory (GiB) since the last reset; None on CPU (the process's peak RSS spans every run)."""
+    import torch
+
+    if device != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
 class _Clock:
     """A TrainerCallback timing the training loop and counting real tokens from the collator."""
 
@@ -247,11 +281,17 @@ def run_trl(args, base, train, val, work: Path) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     tok = AutoTokenizer.from_pretrained(base)
-    rows = [{"prompt": [{"role": m.role, "content": m.content} for m in ex.messages[:-1]],
-             "completion": [{"role": "assistant", "content": ex.messages[-1].content}]} for ex in train]
+    if args.data == "chat":  # every assistant turn is learned, as by the other trainers
+        tok.chat_template = GENERATION_TEMPLATE
+        rows = [{"messages": [{"role": m.role, "content": m.content} for m in ex.messages]} for ex in train]
+        extra = {"assistant_only_loss": True}
+    else:
+        rows = [{"prompt": [{"role": m.role, "content": m.content} for m in ex.messages[:-1]],
+                 "completion": [{"role": "assistant", "content": ex.messages[-1].content}]} for ex in train]
+        extra = {}
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="sdpa")
     model.config.use_cache = False
-    cfg = training_args(args, SFTConfig, work, max_length=args.seq_len, packing=True)
+    cfg = training_args(args, SFTConfig, work, max_length=args.seq_len, packing=True, **extra)
     clock = _Clock()
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=peft_lora(), callbacks=[clock.callback()])
@@ -299,8 +339,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     base = ensure_base(args)
-    train = tiny.topic_examples(args.train_examples, seed=1)
-    val = tiny.topic_examples(200, seed=2)
+    train, val = examples(args)
     from transformers import AutoConfig, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base)
@@ -327,7 +366,11 @@ def main(argv=None) -> int:
         for name in wanted:
             work = Path(args.cache) / f"run-{name}-{rep}"
             shutil.rmtree(work, ignore_errors=True)
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
             r = runners[name](work)
+            r["peak_gib"] = peak_memory(args.device)
             r["eval_loss"] = eval_loss(base, Path(r["adapter"]), val, args.device)
             print(f"{name} rep {rep}: {r['tokens_per_s']:.0f} tok/s, eval loss {r['eval_loss']:.4f}")
             results[name].append(r)
@@ -340,7 +383,8 @@ def main(argv=None) -> int:
                          "all_tokens_per_s": [round(r["tokens_per_s"]) for r in rs],
                          "real_fraction": rs[0].get("real_fraction"), "version": rs[0].get("version"),
                          "mfu": tps * fpt / peaks[dtype], "mfu_fp32_peak": tps * fpt / peaks["fp32"],
-                         "gflops": tps * fpt / 1e9}
+                         "gflops": tps * fpt / 1e9,
+                         "peak_gib": max((r["peak_gib"] for r in rs if r["peak_gib"] is not None), default=None)}
     info = {"machine": machine(), "transformers": transformers.__version__, "args": vars(args),
             "flops_per_token": fpt, "peak_flops": peaks, "summary": summary,
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "base_params": None}
@@ -349,28 +393,53 @@ def main(argv=None) -> int:
     report = render(info, argv)
     print(report)
     if args.results:
-        Path(args.results).write_text(report)
+        write_section(Path(args.results), args.data, report)
     return 0
+
+
+def _marked(data: str, text: str) -> str:
+    return f"<!-- bench-lora:{data} -->\n{text.rstrip()}\n<!-- /bench-lora:{data} -->\n"
+
+
+def write_section(path: Path, data: str, report: str) -> None:
+    """Put ``report`` into ``path`` as the section of ``data``, keeping the other data mode's section.
+
+    The topic section comes first (the file's title); a file written before sections existed is the
+    topic section.
+    """
+    import re
+
+    old = path.read_text() if path.is_file() else ""
+    sections = {m.group(1): m.group(2) for m in re.finditer(r"<!-- bench-lora:(\w+) -->\n(.*?)<!-- /bench-lora:\1 -->",
+                                                            old, re.S)}
+    if old.strip() and not sections:
+        sections["topic"] = old
+    sections[data] = report
+    order = ["topic", "chat"] + sorted(k for k in sections if k not in ("topic", "chat"))
+    path.write_text("\n".join(_marked(k, sections[k]) for k in order if k in sections))
 
 
 def render(info: dict, argv) -> str:
     s, a = info["summary"], info["args"]
     cmd = "python bench/bench_lora.py " + " ".join(argv or sys.argv[1:])
+    chat = a.get("data") == "chat"
+    data = (f"{a['train_examples']} multi-turn chats (system turn, 2-3 exchanges, loss on every assistant turn)"
+            if chat else f"{a['train_examples']} topic Q/A examples")
     lines = [
-        "# LoRA SFT benchmark",
+        "## Chat data: multi-turn conversations with a system turn" if chat else "# LoRA SFT benchmark",
         "",
         f"- date: {info['date']}",
         f"- machine: {info['machine']}; torch threads: {a['threads']}; transformers {info['transformers']}",
         f"- command: `{cmd.strip()}`",
         f"- model: tiny Llama-style preset `{a['preset']}` pre-trained {a['pretrain_steps']} steps; LoRA r=16, "
         f"alpha=32, dropout 0.05 on q/k/v/o; {a['steps']} steps x {a['batch']} rows x {a['seq_len']} tokens; "
-        f"lr {a['lr']} (5% warmup, cosine to 10%); seed {a['seed']}; {a['train_examples']} topic Q/A examples",
+        f"lr {a['lr']} (5% warmup, cosine to 10%); seed {a['seed']}; {data}",
         f"- FLOPs per token (useful, LoRA training): {info['flops_per_token'] / 1e6:.2f} M; measured matmul peak: "
         f"fp32 {info['peak_flops']['fp32'] / 1e9:.0f} GFLOP/s, bf16 {info['peak_flops']['bf16'] / 1e9:.0f} GFLOP/s",
         "",
         "| trainer | tokens/s (best) | tokens/s (median) | all runs | eval loss | real tokens | GFLOP/s | MFU (own dtype) "
-        "| MFU (fp32 peak) |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| MFU (fp32 peak) | peak GPU memory |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     names = {"ours-bf16": "tuneloop, bf16 autocast", "ours-fp32": "tuneloop, fp32",
              "hf": "HF Trainer, same packed rows (fp32)", "trl": "TRL SFTTrainer packing=True (fp32)"}
@@ -379,16 +448,41 @@ def render(info: dict, argv) -> str:
         rf = f"{v['real_fraction']:.1%}" if v.get("real_fraction") is not None else "no pad (flat rows)"
         lines.append(f"| {label} | {v['tokens_per_s']:.0f} | {v['median_tokens_per_s']:.0f} | {v['all_tokens_per_s']} | "
                      f"{v['eval_loss']:.4f} | "
-                     f"{rf} | {v['gflops']:.1f} | {v['mfu']:.1%} | {v['mfu_fp32_peak']:.1%} |")
+                     f"{rf} | {v['gflops']:.1f} | {v['mfu']:.1%} | {v['mfu_fp32_peak']:.1%} | "
+                     + (f"{v['peak_gib']:.2f} GiB |" if v.get("peak_gib") is not None else "n/a (CPU) |"))
     lines.append("")
-    best = s.get("ours-bf16") or s.get("ours-fp32")
+    ours = [k for k in ("ours-bf16", "ours-fp32") if k in s]
+    best_name = max(ours, key=lambda k: s[k]["tokens_per_s"], default=None)  # the faster on this machine
+    best = s.get(best_name) if best_name else None
     if best:
-        for other, label in (("trl", "TRL"), ("hf", "HF Trainer"), ("ours-fp32", "tuneloop fp32")):
+        mine = "tuneloop (bf16)" if best_name == "ours-bf16" else "tuneloop (fp32)"
+        for other, label in (("trl", "TRL"), ("hf", "HF Trainer"), ("ours-fp32", "tuneloop fp32"),
+                             ("ours-bf16", "tuneloop bf16")):
             if other in s and s[other] is not best:
-                lines.append(f"- speed-up of tuneloop (bf16) over {label}: "
+                lines.append(f"- speed-up of {mine} over {label}: "
                              f"{best['tokens_per_s'] / s[other]['tokens_per_s']:.2f}x best-of-runs, "
                              f"{best['median_tokens_per_s'] / s[other]['median_tokens_per_s']:.2f}x median "
                              f"(eval loss {best['eval_loss']:.4f} vs {s[other]['eval_loss']:.4f})")
+    if info["peak_flops"]["bf16"] < info["peak_flops"]["fp32"]:
+        lines += ["", "- This CPU has no bf16 matmul units (no avx512_bf16 / amx_bf16): bf16 is emulated and much",
+                  "  slower than fp32 here, so the comparisons use the faster tuneloop run (fp32)."]
+    if chat:
+        lines += [
+            "",
+            "- Columns as in the topic section above (same evaluator: mean NLL per assistant token, here over",
+            "  every assistant turn of 200 held-out chats). TRL gets `messages` with `assistant_only_loss=True`.",
+            "- Eval loss after so few steps is sensitive to the schedule: tuneloop's warmup starts at",
+            "  lr/warmup_steps on step 1, HF's and TRL's at 0 (see the topic section); this section does not",
+            "  re-measure with the schedules aligned.",
+        ]
+        if "no GPU" in info["machine"]:
+            lines += [
+                "- GPU: none on this machine. This run is a tiny CPU size that shows the chat mode works end to",
+                "  end, not a speed claim; the GPU benchmark (0.5-1B config, e.g. `--device cuda --preset 0.5b",
+                "  --data chat --batch 8 --seq-len 2048`: tokens/s, MFU against the >= 40% bf16 goal, peak",
+                "  memory, vs TRL SFTTrainer on the same rows) was not run.",
+            ]
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "How to read it:",
@@ -410,7 +504,8 @@ def render(info: dict, argv) -> str:
         "  ends at eval loss 0.0853 (HF 0.0907, TRL 0.0881): equal quality, the gap above is that one step.",
     ]
     if "no GPU" in info["machine"]:
-        lines += ["- GPU: none on this machine; the GPU benchmark (`--device cuda --preset 0.5b`) was not run."]
+        lines += ["- GPU: none on this machine; the GPU benchmark (`--device cuda --preset 0.5b`, MFU against the",
+                  "  >= 40% bf16 goal, peak memory, vs TRL SFTTrainer) was not run."]
     return "\n".join(lines) + "\n"
 
 

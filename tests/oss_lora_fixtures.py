@@ -33,6 +33,20 @@ def tiny_base(tmp_path_factory) -> str:
     return build_tiny_base(tmp_path_factory)
 
 
+def supervised_text(tok, enc) -> list[str]:
+    """The supervised tokens of an encoded example, decoded, one string per contiguous run."""
+    runs, cur = [], []
+    for i, w in zip(enc.input_ids, enc.weights, strict=True):
+        if w > 0:
+            cur.append(i)
+        elif cur:
+            runs.append(tok.decode(cur))
+            cur = []
+    if cur:
+        runs.append(tok.decode(cur))
+    return runs
+
+
 @dataclass(frozen=True)
 class TopicData:
     train: list[Example]

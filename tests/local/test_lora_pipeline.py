@@ -1,11 +1,13 @@
 """tune-and-promote's oss-lora branch under kfp.local: LoRA on a tiny local base, judged, promoted.
 
-The compiled-in pipeline runs as on Vertex (check-config, then the ``provider-oss-lora`` branch:
-tune on the GPU image -> evaluate -> promote), each task a subprocess; under kfp.local the tune task
-ignores its image and accelerator settings and trains on this machine's CPU. The base model is a folder
-(the tiny pre-trained Llama-style model + tokenizer, shared with tests/unit/oss_lora), the data a
-published dataset of topic Q/A examples whose label is the topic, so the evaluator scores labels.
-About 20 s of pipeline on 2 cores, plus the tiny base once per session.
+The compiled-in pipeline runs as on Vertex (check-config, then the GPU branch: tune on the GPU image ->
+evaluate -> promote), each task a subprocess; under kfp.local the tune task ignores its image and
+accelerator settings and trains on this machine's CPU, here data-parallel in two gloo processes
+(``world_size=2``) that the tune task launches itself, as it launches one process per GPU on Vertex.
+The base model is a folder (the tiny pre-trained Llama-style model + tokenizer, shared with
+tests/unit/oss_lora), the data a published dataset of topic Q/A examples whose label is the topic, so
+the evaluator scores labels. About 80 s on 2 shared cores (each task a subprocess that imports torch,
+the tune task's two workers too), so it is marked slow.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ HP = {
     "checkpoint_interval": 0,
     "log_interval": 10,
     "max_new_tokens": 4,
+    "world_size": 2,  # arrives as 2.0 (KFP's dict numbers): the tune task still starts two processes
 }
 # Chance is 0.25 macro F1 over four topics; the trained adapter scores far above this bar.
 RULES = {"min_values": {"macro_f1": 0.5}, "max_drop": {"macro_f1": 0.05}}
@@ -61,6 +64,7 @@ def task_artifact(run_dir, task: str, name: str):
     return path
 
 
+@pytest.mark.slow
 def test_oss_lora_branch_tunes_a_local_base_evaluates_and_promotes(tiny_base, tmp_path):
     ds = publish_topics(tmp_path)
     assert ds.labels == sorted(tiny.TOPICS) and ds.manifest["counts"]["eval"] >= 20
@@ -95,6 +99,9 @@ def test_oss_lora_branch_tunes_a_local_base_evaluates_and_promotes(tiny_base, tm
     )
     job = json.loads(task_artifact(run_dir, "tune-model", "job").read_text())
     assert job["job_id"] == card["job_id"]  # written before training started
+    manifest = json.loads((Path(card["model_ref"]) / "tuneloop_lora.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["answers"] == "labels"
+    assert json.loads((Path(card["model_ref"]).parent / "job.json").read_text())["world_size"] == 2
 
     # the evaluator scored the candidate's parsed labels on every eval row and wrote its decision
     blessing = json.loads(task_artifact(run_dir, "evaluate-model", "blessing").read_text())

@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from tests.oss_lora_fixtures import supervised_text
 from tuneloop.examples import make_example
 from tuneloop.providers.oss_lora import OssLoraProvider, tiny
 from tuneloop.providers.oss_lora.config import ConfigError, LoraConfig
@@ -19,20 +20,6 @@ from tuneloop.providers.oss_lora.data import (
     real_token_fraction,
     rows_for,
 )
-
-
-def supervised_text(tok, enc) -> list[str]:
-    """The supervised tokens, decoded, one string per contiguous run."""
-    runs, cur = [], []
-    for i, w in zip(enc.input_ids, enc.weights, strict=True):
-        if w > 0:
-            cur.append(i)
-        elif cur:
-            runs.append(tok.decode(cur))
-            cur = []
-    if cur:
-        runs.append(tok.decode(cur))
-    return runs
 
 
 def test_loss_only_on_assistant_turns_including_end_of_turn(tiny_tokenizer):

@@ -3,9 +3,10 @@
 A checkpoint folder ``checkpoints/step-000120/`` holds:
 
 - ``trainable.safetensors``: every trainable tensor (LoRA A/B, a classification head) by parameter name;
-- ``state.pt``: optimizer, LR scheduler and RNG states (torch CPU/CUDA, Python, NumPy);
+- ``state.pt``: optimizer, LR scheduler and RNG states (torch CPU/CUDA, Python, NumPy; one per training
+  process when several trained it data-parallel);
 - ``checkpoint.json``: step, the full config, the data hash, the base model's fingerprint, the labels,
-  best validation loss so far and its step, trained tokens.
+  best validation loss so far and its step, trained tokens, and how many processes wrote it.
 
 Folders are written under a temporary name and renamed into place, so a crash mid-write never leaves a
 half checkpoint that looks whole. :func:`check_resumable` refuses to continue under a changed
@@ -57,6 +58,7 @@ class CheckpointMeta:
     trained_tokens: int = 0
     format: str = CHECKPOINT_FORMAT
     history: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    world_size: int = 1  # training processes (data-parallel ranks) that wrote it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class CheckpointMeta:
             "base_model": self.base_model, "base_fingerprint": self.base_fingerprint,
             "labels": list(self.labels), "best_val_loss": self.best_val_loss, "best_step": self.best_step,
             "trained_tokens": self.trained_tokens, "history": [dict(h) for h in self.history],
+            "world_size": self.world_size,
         }
 
     @classmethod
@@ -73,7 +76,7 @@ class CheckpointMeta:
             base_fingerprint=d["base_fingerprint"], labels=tuple(d.get("labels") or ()),
             best_val_loss=d.get("best_val_loss"), best_step=d.get("best_step"),
             trained_tokens=int(d.get("trained_tokens", 0)), format=d.get("format", CHECKPOINT_FORMAT),
-            history=tuple(d.get("history") or ()),
+            history=tuple(d.get("history") or ()), world_size=int(d.get("world_size", 1)),
         )
 
 
@@ -85,25 +88,36 @@ def base_fingerprint(base_model: str) -> str:
     return hashlib.sha256(base_model.encode()).hexdigest()[:16]
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(*, all_devices: bool = True) -> dict[str, Any]:
+    """This process's RNG states. ``all_devices=False`` (a data-parallel rank): only its own GPU's, so a
+    rank never touches (and allocates a context on) the other ranks' GPUs."""
     import numpy as np
     import torch
 
     state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state_all() if all_devices else torch.cuda.get_rng_state()
     return state
 
 
-def set_rng_state(state: Mapping[str, Any]) -> None:
+def set_rng_state(state: Mapping[str, Any], *, all_devices: bool = True) -> None:
+    """Restore RNG states (see :func:`rng_state`; ``all_devices=False``: only this process's GPU)."""
     import numpy as np
     import torch
 
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, torch.Tensor):
+            torch.cuda.set_rng_state(cuda)  # one device's (a rank's) state: this process's device
+        elif not all_devices:
+            here = torch.cuda.current_device()
+            if here < len(cuda):
+                torch.cuda.set_rng_state(cuda[here])
+        elif len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def trainable_state(model) -> dict[str, Any]:
@@ -149,8 +163,12 @@ def _tmp_dir(final: Path) -> Path:
 
 
 def save_checkpoint(run_dir: str | Path, meta: CheckpointMeta, *, model, optimizer, scheduler,
-                    keep: int = 1) -> Path:
-    """Write ``checkpoints/step-NNNNNN`` atomically and prune older ones down to ``keep``."""
+                    keep: int = 1, rng_states: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write ``checkpoints/step-NNNNNN`` atomically and prune older ones down to ``keep``.
+
+    ``rng_states``: every rank's RNG state, by rank (data-parallel training; rank 0 writes); default:
+    this process's.
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -158,8 +176,12 @@ def save_checkpoint(run_dir: str | Path, meta: CheckpointMeta, *, model, optimiz
     final = root / f"step-{meta.step:06d}"
     tmp = _tmp_dir(final)
     save_file(trainable_state(model), str(tmp / TRAINABLE_FILE))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
-               tmp / STATE_FILE)
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    if rng_states:
+        state.update(rng=rng_states[0], rng_ranks=list(rng_states))
+    else:
+        state["rng"] = rng_state()
+    torch.save(state, tmp / STATE_FILE)
     (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True))
     replace_dir(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep]:
@@ -184,8 +206,14 @@ def read_meta(ckpt: str | Path) -> CheckpointMeta:
     return CheckpointMeta.from_dict(json.loads((Path(ckpt) / META_FILE).read_text()))
 
 
-def load_checkpoint(ckpt: str | Path, *, model, optimizer, scheduler) -> CheckpointMeta:
-    """Restore trainable tensors, optimizer, scheduler and RNG from ``ckpt``; returns its meta."""
+def load_checkpoint(ckpt: str | Path, *, model, optimizer, scheduler, rank: int = 0, world_size: int = 1) -> bool:
+    """Restore trainable tensors, optimizer and scheduler from ``ckpt``, and this rank's RNG state.
+
+    The optimizer state is the same on every rank (data-parallel ranks step on the same averaged
+    gradients), so any world size can load it. Returns whether an RNG state for ``rank`` was restored:
+    with the world size the checkpoint was written with, always; with another, only rank 0's (the others
+    start fresh dropout streams).
+    """
     import torch
     from safetensors.torch import load_file
 
@@ -194,8 +222,15 @@ def load_checkpoint(ckpt: str | Path, *, model, optimizer, scheduler) -> Checkpo
     state = torch.load(ckpt / STATE_FILE, weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    return read_meta(ckpt)
+    ranks = state.get("rng_ranks") or [state["rng"]]
+    alone = world_size == 1
+    if len(ranks) == world_size:
+        set_rng_state(ranks[rank], all_devices=alone)
+        return True
+    if rank == 0:
+        set_rng_state(ranks[0], all_devices=alone)
+        return True
+    return False
 
 
 def check_resumable(meta: CheckpointMeta, *, config: LoraConfig, data_hash: str, base_model: str,

@@ -30,6 +30,10 @@ ATTENTION_SUFFIXES = (
 # resumed (its tensors would not fit, or it would be another model).
 SHAPE_FIELDS = ("task", "rank", "alpha", "target_modules", "max_seq_len", "packing")
 
+# max_new_tokens=0 (auto): a label is a few tokens; a chat reply (a game line, a support answer) a few sentences.
+LABEL_NEW_TOKENS = 32
+CHAT_NEW_TOKENS = 256
+
 
 @dataclass(frozen=True)
 class LoraConfig:
@@ -63,7 +67,18 @@ class LoraConfig:
     gradient_checkpointing: bool = setting(False, help="recompute activations")
     merge: bool = setting(False, help="also write a merged (adapter folded in) model")
     device: str = setting("auto", help=f"one of {DEVICES}", job_key=False)
-    max_new_tokens: int = setting(32, help="predict: longest generated answer", job_key=False)
+    world_size: int = setting(
+        0,
+        help="data-parallel training processes: 0 = one per visible GPU (1 on CPU); N > 1 on CPU runs N gloo "
+             "processes. batch_size is the global micro-batch, split across them, so it changes no result",
+        job_key=False,
+    )
+    max_new_tokens: int = setting(
+        0,
+        help=f"predict: longest generated answer; 0 = auto: {LABEL_NEW_TOKENS} for a model trained on labelled "
+             f"(classification) examples, {CHAT_NEW_TOKENS} for a chat model",
+        job_key=False,
+    )
     predict_batch_size: int = setting(16, help="predict: prompts per batch", job_key=False)
 
     def __post_init__(self):
@@ -84,9 +99,9 @@ class LoraConfig:
                 "or a list of module names"
             )
         for name in ("rank", "batch_size", "grad_accum", "max_seq_len", "keep_checkpoints", "log_interval",
-                     "max_new_tokens", "predict_batch_size"):
+                     "predict_batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("max_steps", "seed", "eval_interval", "checkpoint_interval"):
+        for name in ("max_steps", "seed", "eval_interval", "checkpoint_interval", "world_size", "max_new_tokens"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name}: {v!r} must be an integer >= 0")

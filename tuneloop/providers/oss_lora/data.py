@@ -3,10 +3,12 @@
 Three pure steps, each testable alone:
 
 1. :func:`encode_chat` renders a conversation with the tokenizer's own chat template and gives every
-   token a loss weight. Only assistant turns carry weight, and each turn's span runs to the end of
-   its rendering, so the end-of-turn token (``<|im_end|>``, ``<|eot_id|>``, ``<end_of_turn>``...) is
-   learned too: a model that never sees it as a target never learns to stop. A turn with
-   ``weight=0`` gets no loss; the example's own weight (2.0 for corrections) multiplies the rest.
+   token a loss weight. Only assistant turns carry weight (every one of them in a multi-turn chat),
+   and each turn's span runs to the end of its rendering, so the end-of-turn token (``<|im_end|>``,
+   ``<|eot_id|>``, ``<end_of_turn>``...) is learned too: a model that never sees it as a target never
+   learns to stop. A turn with ``weight=0`` gets no loss; the example's own weight (2.0 for
+   corrections) multiplies the rest. A conversation longer than ``max_len`` keeps its system turns and
+   its latest turns (:func:`window`): the oldest exchanges are dropped, never the reply it ends on.
 2. :func:`pack` places encoded examples into rows of at most ``max_len`` tokens (best-fit decreasing,
    deterministic), so almost no compute goes to padding.
 3. :func:`collate` builds a batch: positions restart at 0 for each example and attention is
@@ -24,6 +26,7 @@ from typing import Any
 from tuneloop.examples import Example, Message
 
 IGNORE = 0.0
+LABELS, REPLIES = "labels", "replies"  # what a tuned causal LM answers (the model manifest's "answers")
 
 
 class TemplateError(ValueError):
@@ -36,7 +39,8 @@ class Encoded:
 
     input_ids: tuple[int, ...]
     weights: tuple[float, ...]
-    truncated: bool = False
+    truncated: bool = False  # something was cut to fit max_len (turns dropped, or the tail cut)
+    dropped_turns: int = 0  # oldest non-system turns left out to fit max_len
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -44,6 +48,12 @@ class Encoded:
     @property
     def supervised(self) -> int:
         return sum(1 for w in self.weights if w > 0)
+
+
+def answers_of(examples: Sequence[Example]) -> str:
+    """What a model tuned on ``examples`` answers: labels when every example has one (a classification
+    task), else chat replies (a chat task: the target is the last assistant turn)."""
+    return LABELS if examples and all(ex.label is not None for ex in examples) else REPLIES
 
 
 def _dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
@@ -89,9 +99,8 @@ def assistant_spans(tokenizer, messages: Sequence[Message]) -> tuple[str, list[t
     return full, spans
 
 
-def encode_chat(tokenizer, example: Example, max_len: int) -> Encoded:
-    """Tokenize ``example`` with its chat template; weights mark the assistant tokens (see module doc)."""
-    text, spans = assistant_spans(tokenizer, example.messages)
+def _encode_weighted(tokenizer, messages: Sequence[Message], example_weight: float) -> tuple[list[int], list[float]]:
+    text, spans = assistant_spans(tokenizer, messages)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     weights = [IGNORE] * len(ids)
@@ -100,20 +109,118 @@ def encode_chat(tokenizer, example: Example, max_len: int) -> Encoded:
             continue
         for s, e, w in spans:
             if s <= start < e:
-                weights[j] = w * example.weight
+                weights[j] = w * example_weight
                 break
-    weights[0] = IGNORE  # the first token has nothing before it to predict it from
-    truncated = len(ids) > max_len
-    return Encoded(tuple(ids[:max_len]), tuple(weights[:max_len]), truncated)
+    if weights:
+        weights[0] = IGNORE  # the first token has nothing before it to predict it from
+    return ids, weights
 
 
-def encode_prompt(tokenizer, example: Example) -> list[int]:
-    """Token ids of the prompt for generation: every turn before the final assistant turn."""
+def window(messages: Sequence[Message], fits, *, before: int | None = None) -> tuple[list[Message], int] | None:
+    """The latest turns of ``messages`` that ``fits`` accepts: leading system turns are always kept, and
+    the kept part starts at a user turn (templates such as Gemma's and Mistral's require user first).
+
+    ``fits(messages)`` says whether a candidate is short enough. The kept part starts before index
+    ``before`` (default: anywhere, so the shortest candidate is the system turns + the last user turn
+    and what follows it). Returns (messages, turns dropped), or None when even the shortest is too long.
+    Binary search over the start: a rendering only gets shorter as turns are dropped.
+    """
+    msgs = list(messages)
+    head = 0
+    while head < len(msgs) and msgs[head].role == "system":
+        head += 1
+    end = len(msgs) if before is None else before
+    starts = [i for i in range(head + 1, end) if msgs[i].role == "user"]
+    lo, hi, best = 0, len(starts) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        candidate = msgs[:head] + msgs[starts[mid]:]
+        if fits(candidate):
+            best, hi = mid, mid - 1
+        else:
+            lo = mid + 1
+    if best is None:
+        return None
+    return msgs[:head] + msgs[starts[best]:], starts[best] - head
+
+
+def encode_chat(tokenizer, example: Example, max_len: int) -> Encoded:
+    """Tokenize ``example`` with its chat template; weights mark the assistant tokens (see module doc).
+
+    Longer than ``max_len``: the oldest exchanges are dropped (:func:`window`) while the rest still holds
+    an assistant turn to learn from; else the tail is cut (reported as ``truncated``).
+    """
+    ids, weights = _encode_weighted(tokenizer, example.messages, example.weight)
+    if len(ids) <= max_len:
+        return Encoded(tuple(ids), tuple(weights))
+
+    def fits(msgs):
+        return len(tokenizer(render(tokenizer, msgs), add_special_tokens=False)["input_ids"]) <= max_len
+
+    last_reply = max((i for i, m in enumerate(example.messages) if m.role == "assistant" and m.weight != 0),
+                     default=None)
+    kept = window(example.messages, fits, before=last_reply) if last_reply is not None else None
+    if kept is not None:
+        ids, weights = _encode_weighted(tokenizer, kept[0], example.weight)
+        if len(ids) <= max_len:
+            return Encoded(tuple(ids), tuple(weights), True, kept[1])
+    return Encoded(tuple(ids[:max_len]), tuple(weights[:max_len]), True)
+
+
+def prompt_messages(example: Example) -> list[Message]:
+    """The turns a reply is generated from: the conversation up to (without) its last assistant turn."""
     msgs = list(example.messages)
     if msgs and msgs[-1].role == "assistant":
         msgs = msgs[:-1]
-    text = render(tokenizer, msgs, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return msgs
+
+
+def encode_prompt(tokenizer, example: Example, max_len: int | None = None) -> list[int]:
+    """Token ids of the prompt for generation: every turn before the final assistant turn, rendered with
+    the generation prompt (``<|im_start|>assistant\n``...).
+
+    With ``max_len``, a longer prompt keeps its system turns and its latest turns (:func:`window`); if
+    even the last user turn is too long, its last ``max_len`` tokens are kept.
+    """
+    msgs = prompt_messages(example)
+
+    def ids_of(m):
+        return tokenizer(render(tokenizer, m, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+
+    ids = ids_of(msgs)
+    if max_len is None or len(ids) <= max_len:
+        return ids
+    kept = window(msgs, lambda m: len(ids_of(m)) <= max_len)
+    if kept is not None:
+        return ids_of(kept[0])
+    return ids[-max_len:]
+
+
+_SENTINEL = "tuneloop-end-of-turn-probe"
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The token(s) the chat template closes an assistant turn with (``<|im_end|>``, ``<|eot_id|>``,
+    ``<end_of_turn>``, ``<|end|>``...): the first special token after an assistant turn's content.
+
+    Generation stops there even when the tokenizer's ``eos_token`` is another token (Llama 3's
+    ``<|end_of_text|>``, Gemma's ``<eos>``). Empty when the template closes turns with plain text.
+    """
+    probe = [Message("user", "hi"), Message("assistant", _SENTINEL)]
+    try:
+        text = render(tokenizer, probe)
+    except TemplateError:
+        return []
+    at = text.rfind(_SENTINEL)
+    if at < 0:
+        return []
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    special |= {i for i, t in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items()
+                if getattr(t, "special", False)}
+    for i in tokenizer(text[at + len(_SENTINEL):], add_special_tokens=False)["input_ids"]:
+        if i in special:
+            return [i]
+    return []
 
 
 # -- packing ---------------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
 """Answers from a trained oss-lora model, for the evaluator: batched greedy generation with the same
 chat template the model was trained with, or class scores for a sequence-classification model.
 
-The prompt of an example is every turn before its final assistant turn, rendered with the generation
-prompt, exactly as in training; the answer is the generated text up to the end-of-turn token.
+The prompt of an example is every turn before its final assistant turn (system turn and earlier
+exchanges included), rendered with the generation prompt, exactly as in training. The answer is the
+generated text up to the end-of-turn token, decoded without special tokens: a label for a model tuned
+on classification data, the reply itself for a chat model (no template tokens, no echo of the prompt).
+Prompts of different lengths are left-padded into one batch; a batch answers exactly what each
+prompt answers alone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 from tuneloop import storage
 from tuneloop.examples import Example
 from tuneloop.providers.oss_lora import checkpoint as ckpt
-from tuneloop.providers.oss_lora.data import encode_prompt
+from tuneloop.providers.oss_lora.config import CHAT_NEW_TOKENS, LABEL_NEW_TOKENS
+from tuneloop.providers.oss_lora.data import REPLIES, encode_prompt, end_of_turn_ids
 from tuneloop.providers.oss_lora.trainer import quiet_peft
 
 
@@ -28,8 +33,9 @@ class Predictor:
     task: str
     labels: tuple[str, ...]
     device: Any
-    max_new_tokens: int = 32
+    max_new_tokens: int = LABEL_NEW_TOKENS
     batch_size: int = 16
+    max_prompt_len: int | None = None
 
     def probabilities(self, examples: Sequence[Example]) -> list[dict[str, float]]:
         """``{label: probability}`` per example (sequence-classification models only).
@@ -47,7 +53,7 @@ class Predictor:
         """One raw answer per example, in order."""
         if self.task == "causal-lm":
             return generate(self.model, self.tokenizer, examples, max_new_tokens=self.max_new_tokens,
-                            batch_size=self.batch_size, device=self.device)
+                            batch_size=self.batch_size, device=self.device, max_prompt_len=self.max_prompt_len)
         return classify(self.model, self.tokenizer, examples, self.labels, batch_size=self.batch_size,
                         device=self.device)
 
@@ -86,8 +92,10 @@ def load_predictor(model_dir: str | Path, *, device: str = "auto", use_merged: b
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(dev).eval()
-    return Predictor(model, tokenizer, task, labels, dev, int(config.get("max_new_tokens", 32)),
-                     int(config.get("predict_batch_size", 16)))
+    max_new = int(config.get("max_new_tokens") or 0) or (
+        CHAT_NEW_TOKENS if manifest.get("answers") == REPLIES else LABEL_NEW_TOKENS)
+    return Predictor(model, tokenizer, task, labels, dev, max_new, int(config.get("predict_batch_size", 16)),
+                     prompt_budget(model, config.get("max_seq_len"), max_new))
 
 
 def class_probabilities(model, tokenizer, examples: Sequence[Example], labels: Sequence[str], *,
@@ -106,8 +114,21 @@ def class_probabilities(model, tokenizer, examples: Sequence[Example], labels: S
     return out
 
 
-def _stop_ids(model, tokenizer) -> list[int]:
-    ids = {tokenizer.eos_token_id}
+def prompt_budget(model, max_seq_len: int | None, max_new_tokens: int) -> int | None:
+    """Longest prompt to give the model (None: no limit known): the rows it was tuned on (``max_seq_len``,
+    where a long training conversation was windowed the same way), and room for the reply within its
+    position limit. Longer conversations keep their system turn and latest turns (data.encode_prompt).
+    The cap also bounds the evaluator's memory: a base with a 32k context is not fed 32k-token prompts."""
+    limits = [int(max_seq_len)] if max_seq_len else []
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > max_new_tokens:
+        limits.append(positions - max_new_tokens)
+    return min(limits) if limits else None
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    """Token ids that end an answer: eos, the generation config's eos ids and the template's end of turn."""
+    ids = {tokenizer.eos_token_id, *end_of_turn_ids(tokenizer)}
     gen = getattr(model, "generation_config", None)
     eos = getattr(gen, "eos_token_id", None) if gen is not None else None
     if isinstance(eos, int):
@@ -117,16 +138,33 @@ def _stop_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def generate(model, tokenizer, examples: Sequence[Example], *, max_new_tokens: int = 32, batch_size: int = 16,
-             device=None) -> list[str]:
-    """Greedy answers for each example's prompt, batched (left-padded, similar lengths together)."""
+def _reply(tokenizer, generated: Sequence[int], stop: set[int]) -> str:
+    """The text of generated ids up to the first stop token, without special tokens."""
+    for k, t in enumerate(generated):
+        if t in stop:
+            generated = generated[:k]
+            break
+    return tokenizer.decode(list(generated), skip_special_tokens=True).strip()
+
+
+def generate(model, tokenizer, examples: Sequence[Example], *, max_new_tokens: int = LABEL_NEW_TOKENS,
+             batch_size: int = 16, device=None, max_prompt_len: int | None = None) -> list[str]:
+    """Greedy answers for each example's prompt, batched (left-padded, similar lengths together).
+
+    Left padding keeps every prompt's last token at the batch's last column, so generation continues each
+    prompt where it ends; the attention mask hides the padding and positions count from each prompt's
+    first real token, so an answer is the same in any batch. The prompt longer than ``max_prompt_len``
+    keeps its system turns and latest turns (data.encode_prompt).
+    """
     import torch
 
+    if not examples:
+        return []
     device = device or next(model.parameters()).device
-    prompts = [encode_prompt(tokenizer, ex) for ex in examples]
+    prompts = [encode_prompt(tokenizer, ex, max_prompt_len) for ex in examples]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    stop = _stop_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id
+    stop = stop_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
     answers: list[str] = [""] * len(prompts)
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
@@ -141,7 +179,7 @@ def generate(model, tokenizer, examples: Sequence[Example], *, max_new_tokens: i
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                  max_new_tokens=max_new_tokens, eos_token_id=stop, pad_token_id=pad)
         for r, i in enumerate(idx):
-            answers[i] = tokenizer.decode(out[r, width:], skip_special_tokens=True).strip()
+            answers[i] = _reply(tokenizer, out[r, width:].tolist(), set(stop))
     return answers
 
 

@@ -1,8 +1,9 @@
 """The ``oss-lora`` provider: LoRA SFT of an open model as a local job (CPU here, GPU on Vertex).
 
 A job is a run folder ``<output_dir>/<key>/`` (see trainer.py for its layout) with a ``job.json``
-record. ``submit`` writes the record and returns; ``wait`` trains in-process, continuing from the
-latest checkpoint when the task was restarted; ``resume(key)`` adopts the run folder of an earlier
+record. ``submit`` writes the record and returns; ``wait`` trains, continuing from the latest
+checkpoint when the task was restarted: in-process on one GPU (or the CPU), or data-parallel in one
+process per GPU when the task has several (distributed.py; ``world_size``); ``resume(key)`` adopts the run folder of an earlier
 attempt (finished: its model is reused; unfinished: ``wait`` continues it). On Vertex the same code runs
 inside the custom-job container, so a preempted or retried task picks up where it stopped.
 """
@@ -111,8 +112,13 @@ class OssLoraProvider(Provider):
         from transformers import AutoTokenizer
 
         from tuneloop.providers.oss_lora.data import TemplateError, encode_chat
+        from tuneloop.providers.oss_lora.distributed import WorldSizeError, resolve_world_size
 
         config = self.config(request)
+        try:
+            resolve_world_size(config)
+        except WorldSizeError as exc:
+            raise PreflightError(str(exc)) from exc
         base = local_base_model(request.base_model)
         if not (Path(base) / "config.json").is_file():
             raise PreflightError(f"base_model: {base!r} has no config.json; pass a folder with the model files")
@@ -145,7 +151,11 @@ class OssLoraProvider(Provider):
                 notes.append(f"{unsupervised} examples have no supervised token (weight 0 or truncated)")
             truncated = sum(1 for e in enc if e.truncated)
             if truncated:
-                notes.append(f"{truncated} examples are longer than max_seq_len={config.max_seq_len} and truncated")
+                dropped = sum(1 for e in enc if e.dropped_turns)
+                notes.append(
+                    f"{truncated} examples are longer than max_seq_len={config.max_seq_len}: {dropped} keep their "
+                    f"system turn and latest turns (oldest exchanges dropped), {truncated - dropped} are cut"
+                )
         per_epoch = sum(lengths)
         if config.max_steps:
             rows_per_epoch = max(1, per_epoch / config.max_seq_len) if config.packing else len(lengths)
@@ -181,6 +191,7 @@ class OssLoraProvider(Provider):
 
     def wait(self, handle: JobHandle, request: TuneRequest, *, deadline_s: float) -> TuneResult:
         """Train (or continue training) to the end and return the model; a finished run is reused."""
+        from tuneloop.providers.oss_lora.distributed import resolve_world_size, train_parallel
         from tuneloop.providers.oss_lora.trainer import TrainingStopped, train
 
         run_dir = Path(handle.detail.get("run_dir") or self._run_dir(handle.key, request.output_dir))
@@ -194,11 +205,14 @@ class OssLoraProvider(Provider):
         timer = threading.Timer(deadline_s, stop.set)
         timer.daemon = True
         timer.start()
-        self._write_record(run_dir, {**record, "state": "running", "started_at": utc_now()})
+        world = resolve_world_size(config)
+        self._write_record(run_dir, {**record, "state": "running", "started_at": utc_now(), "world_size": world})
         labels = labels_of(request) if config.task == "sequence-classification" else ()
         try:
-            result = train(config, request.train, request.validation, base_model=local_base_model(request.base_model),
-                           run_dir=run_dir, labels=labels, data_hash=request.dataset_hash, log=self.log, stop=stop)
+            args = (config, request.train, request.validation)
+            kw = {"base_model": local_base_model(request.base_model), "run_dir": run_dir, "labels": labels,
+                  "data_hash": request.dataset_hash, "log": self.log, "stop": stop}
+            result = train_parallel(*args, world_size=world, **kw) if world > 1 else train(*args, **kw)
             if storage.is_gcs(request.base_model):  # the model folder names the base by its URI, not the mirror
                 manifest = ckpt.read_manifest(result.model_dir)
                 ckpt.write_manifest(result.model_dir, {**manifest, "base_model": request.base_model})
@@ -213,7 +227,7 @@ class OssLoraProvider(Provider):
         finally:
             timer.cancel()
         self._write_record(run_dir, {**record, "state": "succeeded", "finished_at": utc_now(),
-                                     "resumed_from": result.resumed_from})
+                                     "resumed_from": result.resumed_from, "world_size": world})
         return self._result(handle, request, Path(result.model_dir), resumed=result.resumed_from is not None)
 
     def _result(self, handle: JobHandle, request: TuneRequest, model_dir: Path, *, resumed: bool) -> TuneResult:
@@ -243,7 +257,8 @@ class OssLoraProvider(Provider):
         return self._predictors[model_ref]
 
     def predict(self, model_ref: str, examples: Sequence[Example]) -> list[str]:
-        """Greedy answers (or labels) of the model folder ``model_ref`` for each example's prompt."""
+        """Greedy answers of the model folder ``model_ref``, one per example: its label (classification),
+        or its chat reply to the conversation up to the last assistant turn (just the reply text)."""
         return self._predictor(model_ref).predict(examples)
 
     def predict_proba(self, model_ref: str, examples: Sequence[Example]) -> list[dict[str, float]]:

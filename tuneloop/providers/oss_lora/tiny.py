@@ -118,6 +118,38 @@ def topic_examples(n: int, seed: int = 0, *, prefix: str = "topic of: ") -> list
     return out
 
 
+PLAYERS = ("ann", "bob", "cy", "dee")
+CHAT_SYSTEM = "you play a word game. name the topic."
+
+
+def chat_reply(word: str) -> str:
+    """The reply :func:`chat_examples` expects to a line about ``word``: one sentence naming its topic."""
+    topic = next(t for t, ws in TOPICS.items() if word in ws)
+    return f"that is {_article(topic)} {topic}."
+
+
+def chat_examples(n: int, seed: int = 0, *, exchanges: tuple[int, int] = (2, 3),
+                  system: str | None = CHAT_SYSTEM) -> list[Example]:
+    """Multi-turn chat conversations (no label): a system turn, then exchanges of a user turn holding one
+    or two players' lines ("bob: i saw the fox today.") and the assistant's one-sentence reply naming the
+    topic of the last line's word ("that is an animal."). Each exchange is about another word, so the
+    reply to learn depends on the latest user turn: a model that answers an earlier turn gets it wrong.
+    """
+    rng = random.Random(seed)
+    words = [w for ws in TOPICS.values() for w in ws]
+    out = []
+    for _ in range(n):
+        msgs = [{"role": "system", "content": system}] if system else []
+        for _ in range(rng.randint(*exchanges)):
+            w = rng.choice(words)
+            line = f"{rng.choice(PLAYERS)}: " + rng.choice(_SENTENCES).format(w=w)
+            if rng.random() < 0.3:
+                line = f"{rng.choice(PLAYERS)}: {rng.choice(_FILLER)}\n{line}"
+            msgs += [{"role": "user", "content": line}, {"role": "assistant", "content": chat_reply(w)}]
+        out.append(make_example(msgs, source="synthetic", created_at="2026-01-01T00:00:00Z"))
+    return out
+
+
 def build_tokenizer(vocab_size: int = 512, seed: int = 0):
     """A byte-level BPE tokenizer trained on :func:`corpus`, with ChatML special tokens and template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

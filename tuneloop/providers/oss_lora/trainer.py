@@ -6,6 +6,13 @@ examples attend per example (attention.py: work ~ sum of n_i^2, not row length^2
 mask for models it cannot serve), so packing is isolated whatever kernel runs; and it resumes
 bit-for-bit (data order is a pure function of the step, RNG states are checkpointed).
 
+Data-parallel (distributed.py launches one process per GPU, or gloo processes on CPU): ``batch_size``
+is the *global* micro-batch. Every rank draws the same global micro-batches (the same seeded order as
+one process) and computes its share of each (rows ``rank::world_size``), so the world size changes
+nothing that is trained: the gradient, all-reduced by DDP, is the one a single process computes on the
+whole micro-batch. A rank whose share of a short micro-batch is empty runs a zero-weighted row, so all
+ranks take the same steps. Rank 0 alone writes progress, checkpoints, the best adapter and ``model/``.
+
 Output layout under ``run_dir``::
 
     checkpoints/step-NNNNNN/   resumable state (see checkpoint.py)
@@ -34,7 +41,7 @@ from tuneloop.providers.oss_lora import checkpoint as ckpt
 from tuneloop.providers.oss_lora.attention import register as register_varlen
 from tuneloop.providers.oss_lora.attention import supports_varlen
 from tuneloop.providers.oss_lora.config import ALL_LINEAR, ATTENTION, ATTENTION_SUFFIXES, LoraConfig
-from tuneloop.providers.oss_lora.data import Batch, Encoded, collate, encode_chat, rows_for
+from tuneloop.providers.oss_lora.data import Batch, Encoded, answers_of, collate, encode_chat, rows_for
 
 
 class TrainingStopped(RuntimeError):
@@ -69,14 +76,16 @@ class Loaded:
 # -- model setup -------------------------------------------------------------------------------------
 
 
-def resolve_device(config: LoraConfig):
+def resolve_device(config: LoraConfig, local_rank: int | None = None):
+    """Where this process trains; a data-parallel rank on GPU gets GPU ``local_rank``."""
     import torch
 
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: 'cuda' asked but torch sees no GPU; use device='auto' or 'cpu'")
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
+    kind = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    if kind == "cuda" and local_rank is not None:
+        return torch.device("cuda", local_rank)
+    return torch.device(kind)
 
 
 def resolve_precision(config: LoraConfig, device) -> str:
@@ -109,7 +118,8 @@ def resolve_target_modules(model, target_modules: Sequence[str]) -> list[str] | 
     return found
 
 
-def load_model(base_model: str, config: LoraConfig, labels: Sequence[str] = ()) -> Loaded:
+def load_model(base_model: str, config: LoraConfig, labels: Sequence[str] = (), *,
+               local_rank: int | None = None) -> Loaded:
     """Load tokenizer and base weights from a local folder and attach a freshly initialised LoRA."""
     import torch
     from peft import LoraConfig as PeftLoraConfig
@@ -121,7 +131,7 @@ def load_model(base_model: str, config: LoraConfig, labels: Sequence[str] = ()) 
             f"base_model: {base_model!r} is not a local model folder (no config.json); download the "
             "weights (gs:// or hub) to a folder first and pass its path"
         )
-    device = resolve_device(config)
+    device = resolve_device(config, local_rank)
     precision = resolve_precision(config, device)
     weights_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -311,18 +321,26 @@ class Stream:
 
 
 class Run:
-    """One training run in ``run_dir`` (see module doc); build, then :meth:`train`."""
+    """One training run in ``run_dir`` (see module doc); build, then :meth:`train`.
+
+    ``dist`` makes this process one rank of a data-parallel run (distributed.py builds it); without it
+    the run is the single-process loop.
+    """
 
     def __init__(self, config: LoraConfig, train: Sequence[Example], validation: Sequence[Example], *,
                  base_model: str, run_dir: str | Path, labels: Sequence[str] = (),
                  data_hash: str | None = None, log: Callable[[str], None] = print,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, dist: Any = None):
         if not train:
             raise ValueError("train: no examples; the oss-lora trainer needs at least one training example")
         self.config, self.base_model, self.run_dir = config, base_model, Path(run_dir)
         self.log, self.stop = log, stop or threading.Event()
+        self.dist = dist
+        self.rank, self.world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+        self.main = self.rank == 0
+        self.answers = answers_of(train)
         self.data_hash = data_hash or dataset_hash([*train, *validation])
-        self.loaded = load_model(base_model, config, labels)
+        self.loaded = load_model(base_model, config, labels, local_rank=self.rank if dist is not None else None)
         self.pad_id = self.loaded.tokenizer.pad_token_id
         self.train_enc = encode_examples(self.loaded, train, config)
         self.val_enc = encode_examples(self.loaded, validation, config)
@@ -330,13 +348,29 @@ class Run:
         self.train_rows = rows_for(self.train_enc, config.max_seq_len, packing)
         self.val_rows = rows_for(self.val_enc, config.max_seq_len, packing)
         self.stream = Stream(len(self.train_rows), config.batch_size, config.seed)
+        # Loss weight and real tokens of every row: every rank knows the whole micro-batch's totals
+        # without a collective (the loss is normalised by the global weight; tokens are counted globally).
+        self.row_weight = [sum(self._example_weight(self.train_enc[i]) for i in row) for row in self.train_rows]
+        self.row_tokens = [sum(len(self.train_enc[i]) for i in row) for row in self.train_rows]
         if config.max_steps:
             self.total_steps = config.max_steps
         else:
             self.total_steps = max(1, math.ceil(config.epochs * self.stream.per_epoch / config.grad_accum))
         truncated = sum(1 for e in self.train_enc if getattr(e, "truncated", False))
         if truncated:
-            self.loaded.notes.append(f"{truncated} training examples truncated to max_seq_len={config.max_seq_len}")
+            dropped = sum(1 for e in self.train_enc if getattr(e, "dropped_turns", 0))
+            self.loaded.notes.append(
+                f"{truncated} training examples longer than max_seq_len={config.max_seq_len}: {dropped} kept their "
+                f"latest turns (oldest exchanges dropped), {truncated - dropped} were cut"
+            )
+        if dist is not None:
+            self.loaded.notes.append(
+                f"data-parallel rank {self.rank} of {self.world} ({dist.backend}): each takes its share of the "
+                f"global micro-batch of {config.batch_size} rows"
+            )
+
+    def _example_weight(self, e) -> float:
+        return float(sum(e.weights)) if self.config.task == "causal-lm" else float(e.weight)
 
     # -- batches
     def batch(self, encoded, rows) -> Any:
@@ -354,19 +388,25 @@ class Run:
         nll, w, _ = cls_nll(self.loaded.model, b)
         return nll, w
 
-    def evaluate(self) -> dict[str, float]:
-        """Mean NLL per supervised token (classification: per example, plus accuracy) on validation."""
+    def evaluate(self, *, collective: bool = True) -> dict[str, float]:
+        """Mean NLL per supervised token (classification: per example, plus accuracy) on validation.
+
+        Data-parallel and ``collective``: each rank scores its share of the rows and the sums are
+        all-reduced (every rank must call it); otherwise this process scores every row.
+        """
         import torch
 
         if not self.val_rows:
             return {}
+        shard = self.dist is not None and collective
+        rows = self.val_rows[self.rank :: self.world] if shard else self.val_rows
         model = self.loaded.model
         model.eval()
         total = count = correct = 0.0
         bs = self.config.batch_size
         with torch.no_grad(), autocast(self.loaded):
-            for i in range(0, len(self.val_rows), bs):
-                b = self.batch(self.val_enc, self.val_rows[i : i + bs])
+            for i in range(0, len(rows), bs):
+                b = self.batch(self.val_enc, rows[i : i + bs])
                 if self.config.task == "causal-lm":
                     nll, _ = causal_nll(model, b)
                 else:
@@ -374,6 +414,8 @@ class Run:
                     correct += float((logits.argmax(-1) == b["labels"]).sum())
                 total += float(nll.sum())
                 count += nll.numel()
+        if shard:
+            total, count, correct = self.dist.sum([total, count, correct])
         model.train()
         out = {"val_loss": total / max(count, 1)}
         if self.config.task != "causal-lm":
@@ -405,12 +447,22 @@ class Run:
             step=step, config=self.config.to_dict(), data_hash=self.data_hash, base_model=self.base_model,
             base_fingerprint=ckpt.base_fingerprint(self.base_model), labels=self.loaded.labels,
             best_val_loss=best, best_step=best_step, trained_tokens=tokens, history=tuple(history),
+            world_size=self.world,
         )
 
-    def train(self, *, stop_after: int | None = None) -> TrainResult:
+    def _stop_asked(self) -> bool:
+        """Whether to stop now; data-parallel, every rank agrees (any rank asked), so all stop together."""
+        asked = self.stop.is_set()
+        return self.dist.any(asked) if self.dist is not None else asked
+
+    def _dropout_seed(self, step: int = 0) -> int:
+        return self.config.seed + 1 + 1_000 * self.rank + step
+
+    def train(self, *, stop_after: int | None = None) -> TrainResult | None:
         """Train to ``total_steps`` (resuming from the latest checkpoint), then write ``model/``.
 
-        ``stop_after`` ends early after that step with a checkpoint (for tests of resume).
+        ``stop_after`` ends early after that step with a checkpoint (for tests of resume). Data-parallel,
+        rank 0 returns the result and the other ranks None.
         """
         import torch
 
@@ -418,40 +470,49 @@ class Run:
         opt, sched = self._optimizer()
         step, best, best_step, tokens, history = 0, None, None, 0, []
         resumed_from, notes = None, list(self.loaded.notes)
-        torch.manual_seed(cfg.seed + 1)  # the dropout stream
+        torch.manual_seed(self._dropout_seed())  # the dropout stream (one per rank)
         last = ckpt.latest_checkpoint(self.run_dir)
         if last is not None:
             meta = ckpt.read_meta(last)
             notes += ckpt.check_resumable(meta, config=cfg, data_hash=self.data_hash, base_model=self.base_model,
                                           labels=self.loaded.labels, where=last)
-            ckpt.load_checkpoint(last, model=model, optimizer=opt, scheduler=sched)
+            if meta.world_size != self.world:
+                notes.append(
+                    f"world_size: {last.name} was written by {meta.world_size} process(es), this run has "
+                    f"{self.world}: the global micro-batches are the same, re-split across the processes"
+                )
+            restored = ckpt.load_checkpoint(last, model=model, optimizer=opt, scheduler=sched, rank=self.rank,
+                                            world_size=self.world)
+            if not restored:  # a rank the checkpoint had no RNG state for: a fresh dropout stream
+                torch.manual_seed(self._dropout_seed(meta.step))
             step, best, best_step, tokens = meta.step, meta.best_val_loss, meta.best_step, meta.trained_tokens
             history, resumed_from = list(meta.history), meta.step
-            self.log(f"[oss-lora] resuming from {last.name} (step {step}/{self.total_steps})")
-        for n in notes:
-            self.log(f"[oss-lora] {n}")
+            if self.main:
+                self.log(f"[oss-lora] resuming from {last.name} (step {step}/{self.total_steps})")
+        if self.main:
+            for n in notes:
+                self.log(f"[oss-lora] {n}")
+        objective = None
+        if self.dist is not None:
+            from tuneloop.providers.oss_lora.distributed import data_parallel
+
+            objective = data_parallel(model, self._nll)
         model.train()
         window_tokens, window_t, window_loss, window_n = 0, time.perf_counter(), 0.0, 0
         train_time = 0.0
         latest: dict[str, float] = {}  # the last log window's numbers, for the progress line
         while step < self.total_steps:
-            if self.stop.is_set():
+            if self._stop_asked():
                 self._save(step, best, best_step, tokens, history, model, opt, sched)
                 raise TrainingStopped(f"stopped at step {step}; checkpoint written, resume continues from it")
             t0 = time.perf_counter()
-            micro = [self.batch(self.train_enc, [self.train_rows[i] for i in self.stream.rows(step * cfg.grad_accum + k)])
-                     for k in range(cfg.grad_accum)]
-            total_w = sum(self._weight_sum(b) for b in micro)
-            step_loss = 0.0
-            for b in micro:
-                with autocast(self.loaded):
-                    nll, w = self._nll(b)
-                loss = (nll * w).sum() / max(total_w, 1e-12)
-                loss.backward()
-                step_loss = step_loss + loss.detach()  # stays on the device: no sync per micro-batch
-                real = b.real_tokens if cfg.task == "causal-lm" else b["real_tokens"]
-                tokens += real
-                window_tokens += real
+            groups = [self.stream.rows(step * cfg.grad_accum + k) for k in range(cfg.grad_accum)]
+            if objective is None:
+                step_loss, real = self._step_alone(groups)
+            else:
+                step_loss, real = self._step_parallel(objective, groups)
+            tokens += real
+            window_tokens += real
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
             opt.step()
@@ -463,23 +524,29 @@ class Run:
             window_n += 1
             if step % cfg.log_interval == 0 or step == self.total_steps:
                 dt = time.perf_counter() - window_t
-                event = {"event": "train", "step": step, "loss": float(window_loss) / window_n,
+                loss_sum = float(window_loss)
+                if self.dist is not None:  # each rank holds its rows' share of the mean: the sum is the mean
+                    loss_sum = self.dist.sum([loss_sum])[0]
+                event = {"event": "train", "step": step, "loss": loss_sum / window_n,
                          "lr": sched.get_last_lr()[0], "tokens_per_s": window_tokens / max(dt, 1e-9)}
-                self.log(f"[oss-lora] step {step}/{self.total_steps} loss {event['loss']:.4f} "
-                         f"lr {event['lr']:.2e} {event['tokens_per_s']:.0f} tok/s")
-                self._progress(event)
+                if self.main:
+                    self.log(f"[oss-lora] step {step}/{self.total_steps} loss {event['loss']:.4f} "
+                             f"lr {event['lr']:.2e} {event['tokens_per_s']:.0f} tok/s")
+                    self._progress(event)
                 history.append({k: event[k] for k in ("step", "loss")})
                 latest = {"loss": event["loss"], "tokens_per_s": event["tokens_per_s"]}
                 window_tokens, window_t, window_loss, window_n = 0, time.perf_counter(), 0.0, 0
             progress.tick("lora", step, self.total_steps, **latest)
             if self.val_rows and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == self.total_steps):
                 ev = self.evaluate()
-                self._progress({"event": "eval", "step": step, **ev})
                 history.append({"step": step, **ev})
-                self.log(f"[oss-lora] eval step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in ev.items()))
+                if self.main:
+                    self._progress({"event": "eval", "step": step, **ev})
+                    self.log(f"[oss-lora] eval step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in ev.items()))
                 if best is None or ev["val_loss"] < best:
                     best, best_step = ev["val_loss"], step
-                    ckpt.save_best(self.run_dir, model)
+                    if self.main:
+                        ckpt.save_best(self.run_dir, model)
                 window_t = time.perf_counter()
             if (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0) or step == self.total_steps \
                     or step == stop_after:
@@ -487,19 +554,64 @@ class Run:
                 window_t = time.perf_counter()
             if step == stop_after and step < self.total_steps:
                 raise TrainingStopped(f"stopped after step {step} as asked; checkpoint written")
+        if not self.main:
+            return None
         return self._finish(step, best, best_step, tokens, history, resumed_from, notes, train_time)
 
+    def _step_alone(self, groups):
+        """One optimizer step's forward/backward in this process: (loss of the step, real tokens)."""
+        micro = [self.batch(self.train_enc, [self.train_rows[i] for i in rows]) for rows in groups]
+        total_w = sum(self._weight_sum(b) for b in micro)
+        step_loss, real = 0.0, 0
+        for b in micro:
+            with autocast(self.loaded):
+                nll, w = self._nll(b)
+            loss = (nll * w).sum() / max(total_w, 1e-12)
+            loss.backward()
+            step_loss = step_loss + loss.detach()  # stays on the device: no sync per micro-batch
+            real += b.real_tokens if self.config.task == "causal-lm" else b["real_tokens"]
+        return step_loss, real
+
+    def _step_parallel(self, objective, groups):
+        """This rank's share of one optimizer step (see module doc): (its share of the step loss, the step's
+        real tokens over all ranks). DDP averages gradients over ranks, so each rank's loss is scaled by
+        the world size: the result is the gradient of the whole micro-batch's weighted mean."""
+        total_w = sum(self.row_weight[i] for rows in groups for i in rows)
+        step_loss = 0.0
+        for k, rows in enumerate(groups):
+            mine, scale = rows[self.rank :: self.world], float(self.world)
+            if not mine:  # a short last micro-batch: take part in the all-reduce with a zero-weighted row
+                mine, scale = rows[:1], 0.0
+            b = self.batch(self.train_enc, [self.train_rows[i] for i in mine])
+            sync = objective.no_sync() if k < len(groups) - 1 else contextlib.nullcontext()
+            with sync:
+                with autocast(self.loaded):
+                    nll, w = objective(b)
+                local = (nll * w).sum() / max(total_w, 1e-12)
+                (local * scale).backward()
+            if scale:
+                step_loss = step_loss + local.detach()
+        return step_loss, sum(self.row_tokens[i] for rows in groups for i in rows)
+
     def _save(self, step, best, best_step, tokens, history, model, opt, sched):
-        ckpt.save_checkpoint(self.run_dir, self._meta(step, best, best_step, tokens, history), model=model,
-                             optimizer=opt, scheduler=sched, keep=self.config.keep_checkpoints)
+        meta = self._meta(step, best, best_step, tokens, history)
+        if self.dist is None:
+            ckpt.save_checkpoint(self.run_dir, meta, model=model, optimizer=opt, scheduler=sched,
+                                 keep=self.config.keep_checkpoints)
+            return
+        states = self.dist.gather(ckpt.rng_state(all_devices=False))
+        if self.main:
+            ckpt.save_checkpoint(self.run_dir, meta, model=model, optimizer=opt, scheduler=sched,
+                                 keep=self.config.keep_checkpoints, rng_states=states)
+        self.dist.barrier()  # no rank leaves (a stop) before the checkpoint is on disk
 
     def _finish(self, step, best, best_step, tokens, history, resumed_from, notes, train_time) -> TrainResult:
         import shutil
 
         model, tok = self.loaded.model, self.loaded.tokenizer
-        final = self.evaluate() if self.val_rows else {}
+        final = self.evaluate(collective=False) if self.val_rows else {}
         if best is not None and ckpt.load_best(self.run_dir, model):
-            chosen = self.evaluate()
+            chosen = self.evaluate(collective=False)
         else:
             chosen, best_step = final, step
         if self.loaded.attention == "varlen":
@@ -526,7 +638,7 @@ class Run:
         ckpt.write_manifest(tmp, {
             "task": self.config.task, "base_model": self.base_model, "labels": list(self.loaded.labels),
             "config": self.config.to_dict(), "data_hash": self.data_hash, "metrics": metrics,
-            "merged": merged, "best_step": best_step,
+            "merged": merged, "best_step": best_step, "answers": self.answers, "world_size": self.world,
         })
         ckpt.replace_dir(tmp, out)
         self.log(f"[oss-lora] wrote {out} (best step {best_step}, " +
