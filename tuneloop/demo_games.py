@@ -150,6 +150,7 @@ def generate_games(n: int, *, seed: int = 0, start: dt.datetime = DEMO_START,
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     ended = start
+    broken = 0
     for i in range(n):
         ended += dt.timedelta(seconds=rng.randint(*GAME_GAP_S))
         players = rng.sample(NAMES, rng.randint(4, 7))
@@ -179,7 +180,8 @@ def generate_games(n: int, *, seed: int = 0, start: dt.datetime = DEMO_START,
             "persona_prompt": rng.choice(PERSONAS),
         }
         if not short and rng.random() < malformed_fraction:
-            _break(row, rng.choice(MALFORMED_KINDS), rng)
+            _break(row, MALFORMED_KINDS[broken % len(MALFORMED_KINDS)], rng)  # every kind, in turn
+            broken += 1
         rows.append(row)
     return rows
 
