@@ -75,3 +75,15 @@ def test_a_refused_query_fails_the_extract_task_naming_the_problem(tmp_path):
 
     with open_warehouse(duckdb_uri(str(wh))) as w:
         assert w.has_table("game_results")
+
+
+def test_continuous_tuning_refuses_the_query_in_its_first_task(tmp_path):
+    wh = tmp_path / "wh.duckdb"
+    demo_games.load_demo_games(duckdb_uri(str(wh)), 10, seed=1)
+    params = {"warehouse_uri": duckdb_uri(str(wh)), "dataset_root": str(tmp_path / "datasets"),
+              "registry_uri": str(tmp_path / "registry"), "table": "game_results",
+              "extract_query": "ai_survived_games", "query_params": {"min_mesages": 4}}
+    with pytest.raises(LocalRunFailed, match=r"unknown key 'min_mesages'.*did you mean 'min_messages'") as info:
+        run_local_pipeline("continuous-tuning", params, pipeline_root=tmp_path / "runs", quiet=True)
+    assert info.value.task == "check-config"
+    assert not (tmp_path / "datasets").exists()  # nothing was extracted or published

@@ -351,7 +351,7 @@ _DENIED_NODES = (
 _DENIED_FUNCTIONS = re.compile(
     r"^(read_.*|.*_scan|glob|sniff_csv|parquet_.*|iceberg_.*|delta_.*|query|query_table|getenv|current_setting|"
     r"nextval|currval|setval|setseed|pragma_.*|duckdb_.*|load_extension|install_extension|http.*|"
-    r"external_query|external_object_transform|vector_search|ml\..*|ai\..*|obj\..*|session_user)$"
+    r"external_query|external_object_transform|vector_search|ml\..*|ai\..*|obj\..*)$"
 )
 _ALLOWED_ROOTS = ("Select", "Union", "Intersect", "Except", "Subquery", "SetOperation")
 

@@ -49,6 +49,25 @@ def test_the_game_query_returns_the_same_conversations_on_bigquery_and_duckdb(bq
         assert _extract(uri, tmp_path, "again", params, watermark=d_sum.watermark_to)[0].rows_read == 0
 
 
+def test_your_own_query_reads_a_table_by_its_plain_name_on_both_engines(bq_uri, tmp_path):
+    """A .sql file of your own, a one-part table name (BigQuery resolves it in the warehouse's dataset)."""
+    sql = tmp_path / "seats.sql"
+    sql.write_text("-- which AI seats of a provider survived, as classification examples\n"
+                   "SELECT g.game_id AS text, seat.outcome AS label, g.ingested_at AS ingested_at, seat.player AS seat\n"
+                   "FROM game_results AS g CROSS JOIN UNNEST(g.ai_seats) AS seat\n"
+                   "WHERE seat.provider = @provider AND seat.outcome IN UNNEST(@outcomes)\n")
+    duck = duckdb_uri(str(tmp_path / "wh.duckdb"))
+    got = []
+    for uri in (duck, bq_uri):
+        demo_games.load_demo_games(uri, 30, seed=5, ingested_at=LANDED)
+        summary = query_extract_to_files(uri, str(sql), {"provider": "openai", "outcomes": ["survived", "voted_out"]},
+                                         None, tmp_path / "e.parquet", tmp_path / "q.jsonl")
+        rows = pq.read_table(tmp_path / "e.parquet").to_pylist()
+        got.append(sorted((r["id"], r["label"], json.loads(r["meta"])["seat"]) for r in rows))
+        assert summary.examples == len(rows)
+    assert got[0] == got[1] and {label for _, label, _ in got[0]} == {"survived", "voted_out"} and len(got[0]) > 10
+
+
 def test_bigquery_dry_run_reads_the_statement_type(bq_uri):
     demo_games.load_demo_games(bq_uri, 2, seed=1)
     wh = open_warehouse(bq_uri)
