@@ -22,8 +22,7 @@ def test_export_dataset_publishes_game_conversations_and_skips_when_no_new_games
     loaded = demo_games.load_demo_games(duckdb_uri(str(wh)), 160, seed=11)
     root = tmp_path / "datasets"
     params = {
-        "warehouse_uri": duckdb_uri(str(wh)), "dataset_root": str(root), "table": "game_results",
-        "extract_query": "ai_survived_games", "query_params": {"min_messages": 6, "persona_prompt": ""},
+        "warehouse_uri": duckdb_uri(str(wh)), "dataset_root": str(root), **demo_games.GAME_LOOP_PARAMS,
         "formats": "openai,gemini,bedrock", "min_new_examples": 40,
     }
     first = run_local_pipeline("export-dataset", params, pipeline_root=tmp_path / "runs", quiet=True)

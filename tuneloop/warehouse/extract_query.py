@@ -639,7 +639,8 @@ def _strip_semicolon(sql: str) -> str:
 
 
 def _open(uri: str) -> Warehouse:
-    """Open a warehouse for an extract query: DuckDB read-only with external access disabled."""
+    """Open a warehouse for an extract query: a DuckDB file read-only with external access disabled (an
+    in-memory DuckDB, or a warehouse passed in already open, is used as it is: the SQL checks still hold)."""
     if uri.startswith("duckdb://"):
         from tuneloop.warehouse.base import _duckdb_path
         from tuneloop.warehouse.duckdb import DuckDBWarehouse
@@ -692,8 +693,10 @@ def iter_query_extract(
             if kind != "SELECT":
                 raise QueryRefused(f"extract_query={query.source!r}: BigQuery reads it as a {kind} statement, not a "
                                    "SELECT; an extract query only reads")
-        run = wh.query_batches
-        if batch_rows and "batch_rows" in inspect.signature(run).parameters:
+        run = getattr(wh, "query_batches", None)
+        if run is None:  # a backend without streaming: one batch
+            batches: Iterable[Any] = wh.query(statement, params, identifiers=identifiers).to_batches()
+        elif batch_rows and "batch_rows" in inspect.signature(run).parameters:
             batches = run(statement, params, identifiers=identifiers, batch_rows=batch_rows)
         else:
             batches = run(statement, params, identifiers=identifiers)
