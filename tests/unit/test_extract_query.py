@@ -238,3 +238,27 @@ def test_the_reserved_parameters_are_documented():
     for name in RESERVED_PARAMS:
         assert f"``@{name}``" in extract_query.__doc__
     assert resolve("") is None
+
+
+SELECT_BILLING = "SELECT txt AS text, intent AS label, landed AS ingested_at FROM tickets WHERE queue = 'billing'"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        SELECT_BILLING + " -- a trailing comment",
+        SELECT_BILLING + " # a BigQuery comment",
+        SELECT_BILLING + ";;",
+        SELECT_BILLING + "; -- bye",
+        "WITH b AS (" + SELECT_BILLING + ") SELECT text, label, ingested_at FROM b",
+        SELECT_BILLING + " AND txt != '' UNION ALL " + SELECT_BILLING + " AND txt = ''",
+        "SELECT SUBSTR(txt, 1, 200) AS text, intent AS label, landed AS ingested_at\n"
+        "FROM tickets WHERE queue = 'billing' AND txt NOT LIKE '%DROP TABLE%'  /* ; DELETE FROM tickets */",
+    ],
+    ids=["dash-comment", "hash-comment", "semicolons", "comment-after-semicolon", "cte", "union", "comments"],
+)
+def test_read_only_queries_in_every_ordinary_form_are_accepted_and_run(tickets, tmp_path, sql):
+    got = query_extract_to_files(duckdb_uri(str(tickets)), _sql(tmp_path, sql), {}, None, tmp_path / "e.parquet",
+                                 tmp_path / "q.jsonl")
+    assert (got.rows_read, got.examples, got.quarantined) == (3, 2, 1)
+    assert _count(tickets) == 4

@@ -189,8 +189,12 @@ class ExtractQuery:
         return canonical_example(row)
 
     def statement(self) -> str:
-        """The SQL that runs: the query inside tuneloop's watermark / settle / max_rows window."""
-        return wrap(self.sql, self.order_by)
+        """The SQL that runs: the query inside tuneloop's watermark / settle / max_rows window, parsed and
+        checked once more as a whole (the query text is embedded as written)."""
+        statement = wrap(self.sql, self.order_by)
+        text, _ = _placeholder_sql(statement, self.source)
+        check_tree(_parse(text, self.source), self.source)
+        return statement
 
     @property
     def order_by(self) -> tuple[str, ...]:
@@ -388,7 +392,9 @@ def _parse(sql: str, where: str):
 
     with _quiet_sqlglot():
         try:
-            trees = [t for t in sqlglot.parse(sql, read="bigquery") if t is not None]
+            # a comment after the last ';' parses as an empty Semicolon statement: not a statement
+            trees = [t for t in sqlglot.parse(sql, read="bigquery")
+                     if t is not None and type(t).__name__ != "Semicolon"]
         except SqlglotError as exc:
             first = str(exc).splitlines()[0][:300]
             raise QueryRefused(f"extract_query={where!r} is not valid BigQuery Standard SQL: {first}; fix the SQL "
