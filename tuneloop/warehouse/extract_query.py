@@ -25,7 +25,7 @@ and **refused**, with the problem and the fix named, unless:
    DuckDB's ``read_csv``/``read_parquet``/``read_json``/``glob``/``*_scan``/``query``/``getenv``/
    ``nextval``/..., BigQuery's ``EXTERNAL_QUERY``, ``ML.*``, ``AI.*``, ``VECTOR_SEARCH``, and no
    user-defined function called through a dataset (a remote function can call out); the built-in
-   namespaces ``SAFE.`` and ``NET.`` are fine;
+   namespaces ``SAFE.`` and ``NET.`` are fine (on BigQuery: sqlglot does not transpile ``SAFE.`` to DuckDB);
 4. its ``@parameters`` are exactly the ones declared in ``query_params`` plus the reserved ones below
    (an undeclared ``@name``, a declared one the query never uses, ``@@system`` variables and ``?``
    placeholders are refused); values are only ever bound as query parameters, never put into the SQL;
