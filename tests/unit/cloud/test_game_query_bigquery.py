@@ -106,3 +106,23 @@ class _Raw:
 
     def __getattr__(self, name):
         return getattr(self._q, name)
+
+
+def test_a_query_file_on_gcs_is_read_and_checked_like_a_local_one(gcs, tmp_path):
+    from tuneloop import storage
+    from tuneloop.warehouse.extract_query import check_extract_query
+
+    good, bad = f"{gcs}/queries/seats.sql", f"{gcs}/queries/bad.sql"
+    storage.write(good, b"SELECT g.game_id AS text, seat.outcome AS label, g.ingested_at AS ingested_at\n"
+                        b"FROM {{table}} AS g CROSS JOIN UNNEST(g.ai_seats) AS seat WHERE seat.provider = @provider")
+    storage.write(bad, b"SELECT game_id AS text FROM game_results; DROP TABLE game_results")
+    assert check_extract_query(good, {"provider": "openai"})["columns"] == ["text", "label", "ingested_at"]
+    with pytest.raises(QueryRefused, match=r"2 statements"):
+        check_extract_query(bad, {})
+    with pytest.raises(QueryRefused, match=r"no such file"):
+        check_extract_query(f"{gcs}/queries/missing.sql", {})
+    duck = duckdb_uri(str(tmp_path / "wh.duckdb"))
+    demo_games.load_demo_games(duck, 20, seed=2)
+    got = query_extract_to_files(duck, good, {"provider": "openai"}, None, tmp_path / "e.parquet", tmp_path / "q.jsonl",
+                                 table="game_results")
+    assert got.rows_read > 3
