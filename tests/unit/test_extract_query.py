@@ -232,12 +232,20 @@ def test_the_embedded_warehouse_runs_extract_queries_read_only_whatever_the_sql(
     assert _count(tickets) == 4 and not (tmp_path / "out.csv").exists()
 
 
-def test_the_reserved_parameters_are_documented():
+def test_the_reserved_parameters_are_documented_and_bound_whether_or_not_the_query_uses_them(tickets, tmp_path):
+    from pathlib import Path
+
     from tuneloop.warehouse import extract_query
 
+    docs = (Path(__file__).parents[2] / "docs" / "extract-queries.md").read_text()
     for name in RESERVED_PARAMS:
-        assert f"``@{name}``" in extract_query.__doc__
-    assert resolve("") is None
+        assert f"``@{name}``" in extract_query.__doc__ and f"| `@{name}` |" in docs
+    assert resolve("") is None  # "" = the interaction-table extract
+    uses = _sql(tmp_path, "SELECT txt AS text, intent AS label, landed AS ingested_at FROM tickets "
+                          "WHERE landed > @watermark AND landed <= @read_until LIMIT @max_rows", "uses.sql")
+    got = query_extract_to_files(duckdb_uri(str(tickets)), uses, {}, "2026-04-01T00:30:00Z", tmp_path / "e.parquet",
+                                 tmp_path / "q.jsonl")
+    assert got.rows_read == 3  # the hour-0 row is before the watermark
 
 
 SELECT_BILLING = "SELECT txt AS text, intent AS label, landed AS ingested_at FROM tickets WHERE queue = 'billing'"
