@@ -59,7 +59,10 @@ class DuckDBWarehouse:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             if self.read_only:
-                self._con = duckdb.connect(self.path, read_only=True, config={"enable_external_access": False})
+                self._con = duckdb.connect(self.path, read_only=True, config={
+                    "enable_external_access": False,  # no files, network, extensions, ATTACH
+                    "python_enable_replacements": False,  # no Python objects of this process as tables
+                })
             else:
                 self._con = duckdb.connect(self.path)
         except duckdb.Error as exc:
