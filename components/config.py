@@ -23,6 +23,8 @@ def check_config(
     memory_limit: str,
     deploy_endpoint: str,
     deploy_options: dict,
+    extract_query: str = "",
+    query_params: dict = {},  # noqa: B006 - KFP reads the default; {} = no query parameters
 ) -> NamedTuple("ConfigOutputs", provider=str, image=str, hyperparameters=dict):
     """Fail fast on an invalid run configuration; pass on the canonical provider and its parsed config.
 
@@ -47,6 +49,9 @@ def check_config(
         deploy_endpoint: Where a promoted champion is deployed ("" = nowhere); refused for a provider
             that declares no serving container.
         deploy_options: Serving settings of that deployment, checked here.
+        extract_query: The extract query ("" = the interaction table), read and checked here: one
+            read-only SELECT over declared parameters returning the canonical columns.
+        query_params: The query's ``@name`` values, checked against the query here.
 
     Returns:
         The canonical provider name, the image its tasks run on (``cpu`` or ``gpu``: the branch taken),
@@ -68,5 +73,7 @@ def check_config(
         gpu={"accelerator_type": accelerator_type, "accelerator_count": accelerator_count,
              "cpu_limit": cpu_limit, "memory_limit": memory_limit},
         deploy={"endpoint": deploy_endpoint, "options": deploy_options},
+        extract_query=extract_query,
+        query_params=query_params,
     )
     return namedtuple("ConfigOutputs", "provider image hyperparameters")(r["provider"], r["image"], r["hyperparameters"])

@@ -16,6 +16,8 @@ def extract_examples(
     settle_seconds: int,
     examples: Output[Dataset],
     quarantine: Output[Dataset],
+    extract_query: str = "",
+    query_params: dict = {},  # noqa: B006 - KFP reads the default; {} = no query parameters
 ) -> NamedTuple("ExtractOutputs", new_examples=int, quarantined=int, watermark=str):
     """Extract new interactions from the warehouse (BigQuery SQL template, DuckDB by default).
 
@@ -27,6 +29,10 @@ def extract_examples(
         settle_seconds: Rows that landed in the last N seconds wait for the next run (0 = read up to now).
         examples: Valid new canonical examples (Parquet).
         quarantine: Rejected rows, each with the reason (JSONL).
+        extract_query: "" (the interaction table), a packaged query name (``ai_survived_games``) or a
+            ``.sql`` file (local or gs://): one read-only BigQuery SELECT, checked before it runs.
+        query_params: A value for every ``@name`` the query uses (besides the reserved ``@watermark``,
+            ``@read_until``, ``@max_rows``, which tuneloop binds).
 
     Returns:
         Counts of new and quarantined rows, and the watermark after these rows.
@@ -43,6 +49,8 @@ def extract_examples(
         quarantine_path=quarantine.path,
         max_rows=max_rows,
         settle_seconds=settle_seconds,
+        extract_query=extract_query,
+        query_params=query_params,
     )
     examples.metadata.update(rows=r["new_examples"], watermark_from=r["watermark_from"])
     quarantine.metadata["rows"] = r["quarantined"]

@@ -37,6 +37,8 @@ def continuous_tuning(
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     deploy_endpoint: str = "",
     deploy_options: dict = {},
+    extract_query: str = "",
+    query_params: dict = {},
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
@@ -74,6 +76,11 @@ def continuous_tuning(
         deploy_endpoint: ``vertex://PROJECT/REGION/ENDPOINT_NAME``: deploy a promoted champion whose provider
             declares a serving container (sklearn, oss-lora) there ("" = none).
         deploy_options: Serving settings of that deployment.
+        extract_query: What the extract reads: "" = the interaction table ``table``; a packaged query
+            (``ai_survived_games``, with ``table=game_results``) or a ``.sql`` file (local or gs://),
+            checked by the first task (docs/extract-queries.md).
+        query_params: A value for every ``@name`` the query uses (``@watermark``, ``@read_until`` and
+            ``@max_rows`` are bound by tuneloop).
     """
     checked = check_config(
         provider=provider,
@@ -91,6 +98,8 @@ def continuous_tuning(
         memory_limit=memory_limit,
         deploy_endpoint=deploy_endpoint,
         deploy_options=deploy_options,
+        extract_query=extract_query,
+        query_params=query_params,
     ).set_caching_options(False)  # reads the registry
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
@@ -104,6 +113,8 @@ def continuous_tuning(
         settle_seconds=settle_seconds,
         system_prompt=system_prompt,
         base_model=base_model,
+        extract_query=extract_query,
+        query_params=query_params,
     ).after(checked).set_caching_options(False)
     with dsl.If(dataset.outputs["status"] == "ready", name="enough-new-data"):
         claimed = claim_tuning(

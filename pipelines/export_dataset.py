@@ -21,6 +21,8 @@ def export_dataset(
     settle_seconds: int = 0,
     system_prompt: str = "",
     base_model: str = "",
+    extract_query: str = "",
+    query_params: dict = {},
 ) -> NamedTuple("ExportOutputs", status=str, dataset_uri=str, reason=str):
     """Extract new interactions and publish them, merged with the last dataset, as a new version.
 
@@ -37,6 +39,12 @@ def export_dataset(
             streaming inserts become visible with a delay: 60 where producers insert continuously).
         system_prompt: Optional system turn added when rendering.
         base_model: Model whose token limits and prices apply to rendering.
+        extract_query: What the extract reads: "" = the interaction table ``table``; a packaged query
+            (``ai_survived_games``: the game loop over ``table=game_results``) or a ``.sql`` file (local
+            or gs://), one read-only BigQuery SELECT returning the canonical columns, refused before it
+            runs otherwise (docs/extract-queries.md).
+        query_params: A value for every ``@name`` the query uses (``@watermark``, ``@read_until`` and
+            ``@max_rows`` are bound by tuneloop).
 
     Returns:
         ``status`` ("ready" or "skipped"), ``dataset_uri`` and the reason.
@@ -49,6 +57,8 @@ def export_dataset(
         dataset_root=dataset_root,
         max_rows=max_rows,
         settle_seconds=settle_seconds,
+        extract_query=extract_query,
+        query_params=query_params,
     ).set_caching_options(False)
     dataset = prepare_dataset(
         examples=extract.outputs["examples"],

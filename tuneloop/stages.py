@@ -36,8 +36,14 @@ def check_config(
     budget_usd: float = 0.0,
     gpu: Mapping[str, Any] | None = None,
     deploy: Mapping[str, Any] | None = None,
+    extract_query: str = "",
+    query_params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate and parse the run's parameters, before any work or spend.
+
+    ``extract_query`` / ``query_params`` are read and checked here too (one read-only SELECT over declared
+    parameters returning the canonical columns: :mod:`tuneloop.warehouse.extract_query`), so a refused
+    query fails the run before the extract.
 
     The provider name is canonicalised (``OpenAI`` -> ``openai``; ``claude`` + ``method`` -> its
     member); the hyperparameters are parsed with that provider's config class (unknown keys and bad
@@ -122,6 +128,9 @@ def check_config(
                 f"deploy_endpoint={deploy['endpoint']!r}: {cls.name} models are served by their provider, not a "
                 f"Vertex endpoint; the deploy step serves {served_providers()}: leave deploy_endpoint empty"
             )
+    from tuneloop.warehouse.extract_query import check_extract_query
+
+    check_extract_query(extract_query, query_params)  # QueryRefused is a ConfigError
     return {
         "provider": cls.name,
         "image": cls.image,
@@ -144,19 +153,31 @@ def extract(
     quarantine_path: str,
     max_rows: int = 0,
     settle_seconds: float = 0.0,
+    extract_query: str = "",
+    query_params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Read rows newer than the published watermark; write valid examples (Parquet) and the quarantine.
 
     Rows that landed in the last ``settle_seconds`` are left for the next run (streaming inserts).
     Streams: the rows are read, validated and written a batch at a time (bounded memory).
+    ``extract_query`` ("" = the interaction table) names a packaged query or a ``.sql`` file, checked
+    before it runs and run with ``query_params`` (:mod:`tuneloop.warehouse.extract_query`).
     """
     from tuneloop.warehouse import extract_to_files
+    from tuneloop.warehouse.extract_query import query_extract_to_files, resolve
 
     state = datasets.RootState.read(dataset_root)
-    result = extract_to_files(
-        warehouse_uri, table, state.watermark, examples_path, quarantine_path, max_rows=max_rows or None,
-        settle_seconds=settle_seconds,
-    )
+    query = resolve(extract_query, query_params)
+    if query is None:
+        result = extract_to_files(
+            warehouse_uri, table, state.watermark, examples_path, quarantine_path, max_rows=max_rows or None,
+            settle_seconds=settle_seconds,
+        )
+    else:
+        result = query_extract_to_files(
+            warehouse_uri, query, None, state.watermark, examples_path, quarantine_path, table=table,
+            max_rows=max_rows or None, settle_seconds=settle_seconds,
+        )
     return {
         "rows_read": result.rows_read,
         "new_examples": result.examples,

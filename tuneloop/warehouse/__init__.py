@@ -8,6 +8,10 @@
 - :mod:`.extract` — :func:`extract_new`: rows newer than a watermark -> canonical examples + quarantine;
   :func:`extract_to_files` streams the same to Parquet + JSONL a record batch at a time.
 - :mod:`.games` — the game table (``game_results``): columns, DDL, typed row, Firestore-document mapping.
+- :mod:`.extract_query` — your own extract query (a packaged name or a ``.sql`` file) and ``query_params``:
+  refused before it runs unless it is one read-only SELECT over declared parameters returning the canonical
+  columns; run inside the watermark window, rows -> examples + quarantine.
+- :mod:`.game_chat` — the packaged ``ai_survived_games`` query's rows -> one chat conversation per surviving seat.
 - :mod:`.views` — per-model-version-per-day views (games / AI survival; rows / corrections / accuracy).
 
 Importing this package does not import duckdb, sqlglot or pyarrow; the backends import them when used.

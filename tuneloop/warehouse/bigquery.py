@@ -239,6 +239,7 @@ class BigQueryWarehouse:
         config = bigquery.QueryJobConfig(
             query_parameters=[query_parameter(k, v) for k, v in sorted(params.items())],
             labels=dict(JOB_LABELS),
+            default_dataset=f"{self.project}.{self.dataset}",
         )
         try:
             # job_retry=None at submission: the client would otherwise wrap the insert in its own retry
@@ -264,6 +265,41 @@ class BigQueryWarehouse:
             raise WarehouseError(f"query failed on {self.uri}: {exc.message} (SQL: {first})") from exc
         except (gexc.RetryError, OSError) as exc:  # retried until the deadline; a refused connection
             raise WarehouseError(f"query failed on {self.uri}: {exc}") from exc
+
+    def statement_type(
+        self,
+        template: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        identifiers: Mapping[str, str] | None = None,
+    ) -> str:
+        """What BigQuery reads the statement as (``SELECT``, ``INSERT``, ``CREATE_TABLE``...), by a dry run
+        (free: nothing runs, nothing is billed). Extract queries refuse anything but ``SELECT``.
+
+        Raises:
+            WarehouseError: BigQuery refused the dry run (a SQL error, a missing table, permissions).
+        """
+        from google.api_core import exceptions as gexc
+        from google.cloud import bigquery
+
+        qualified = {k: self.qualify(v, param=k) for k, v in (identifiers or {}).items()}
+        statement = sql.render(template, qualified, max_parts=3)
+        params = dict(params or {})
+        sql.check_params(statement, params)
+        config = bigquery.QueryJobConfig(
+            query_parameters=[query_parameter(k, v) for k, v in sorted(params.items())],
+            labels=dict(JOB_LABELS),
+            default_dataset=f"{self.project}.{self.dataset}",
+            dry_run=True,
+            use_query_cache=False,
+        )
+        try:
+            job = self._client.query(strip_comment_lines(statement), job_config=config, location=self.location,
+                                     **self._retry_kwargs())
+        except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            raise WarehouseError(f"dry run failed on {self.uri}: {message}") from exc
+        return str(job.statement_type or "")
 
     def query_to_parquet(
         self,

@@ -44,17 +44,27 @@ class DuckDBWarehouse:
 
     Args:
         path: The database file (created if missing, parent folders too) or ``":memory:"``.
+        read_only: Open the file read-only with external access disabled: the engine then refuses every
+            write, and every file, network or extension access (``read_csv``, ``ATTACH``, ``COPY``...), whatever
+            the SQL says. The file must exist. Extract queries run this way (:mod:`.extract_query`).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
         import duckdb
 
         self.path = str(path)
         self.uri = duckdb_uri(self.path)
-        if self.path != ":memory:":
+        self.read_only = bool(read_only) and self.path != ":memory:"
+        if self.path != ":memory:" and not self.read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = duckdb.connect(self.path)
+            if self.read_only:
+                self._con = duckdb.connect(self.path, read_only=True, config={
+                    "enable_external_access": False,  # no files, network, extensions, ATTACH
+                    "python_enable_replacements": False,  # no Python objects of this process as tables
+                })
+            else:
+                self._con = duckdb.connect(self.path)
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"warehouse={self.uri!r}: cannot open {Path(self.path).resolve()}: {exc}. If another process "
