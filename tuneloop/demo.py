@@ -1,9 +1,20 @@
-"""``make demo``: the continuous-tuning loop, twice, on embedded defaults (no cloud account).
+"""``make demo``: two continuous-tuning loops, each run twice, on embedded defaults (no cloud account).
+
+The support loop (an intent classifier, sklearn):
 
 1. Build a DuckDB warehouse of support messages (8+ intents, human corrections, malformed rows).
 2. Run ``continuous-tuning`` under kfp.local: no champion yet, so v1 is judged on value thresholds.
 3. New traffic lands; run again: v2 is judged against v1 on the same eval rows.
-4. Print a table per run and the path of each run's ``summary.json``.
+
+The game loop (a chat model that plays a social-deduction game, oss-lora on a tiny model on the CPU):
+
+1. Build a DuckDB warehouse of finished games (AI seats that survived and that were voted out, short
+   games, malformed rows) and a tiny Llama-style base model that has read the game's chat.
+2. Run ``continuous-tuning`` with ``task=chat`` and ``extract_query=ai_survived_games``: the games the AI
+   survived become conversations; v1 is judged on chrF / ROUGE-L value thresholds (no paid judge).
+3. New games land; run again: the candidate and v1 answer the same eval prompts, side by side.
+
+Each run prints a table and the path of its ``summary.json`` and report.
 """
 
 from __future__ import annotations
@@ -18,6 +29,11 @@ from typing import Any
 from tuneloop import storage
 
 TABLE = "interactions"
+GAME_MODEL = "game-player"
+# oss-lora on the tiny base: seconds per run on 2 CPU cores (short replies, a few dozen LoRA steps).
+GAME_HYPERPARAMETERS = {"max_steps": 40, "batch_size": 8, "max_seq_len": 256, "learning_rate": 2e-3,
+                        "rank": 8, "alpha": 16, "eval_interval": 0, "checkpoint_interval": 0,
+                        "max_new_tokens": 24}
 
 
 def _summary_of(reports: Path, known: set[Path]) -> Path:
@@ -46,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-traffic", type=int, default=600, help="rows that arrive before run 2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="show the kfp.local task logs")
+    parser.add_argument("--games", type=int, default=300, help="games in the game warehouse before run 1")
+    parser.add_argument("--new-games", type=int, default=200, help="games that land before game run 2")
+    parser.add_argument("--no-game", action="store_true", help="run the support loop only")
     args = parser.parse_args(argv)
 
     out = args.out.resolve()
@@ -75,18 +94,71 @@ def main(argv: list[str] | None = None) -> int:
         run_local("continuous-tuning", params, pipeline_root=out / "pipeline-root", quiet=not args.verbose)
         path = _summary_of(reports, seen)
         seen.add(path)
-        summary = json.loads(path.read_text())
-        manifest = None
-        if summary.get("dataset_uri"):
-            manifest, _ = storage.read_json(storage.join(summary["dataset_uri"], "manifest.json"))
-        print(_table(run, summary, manifest))
-        print(f"  summary: {path}")
-        if summary.get("report_uri"):
-            print(f"  report:  {summary['report_uri']}")
+        _print_run(run, path)
     print(f"\nregistry: tuneloop registry show --registry {out / 'registry'} --model support-intent")
     print(f"reports:  tuneloop report open {out}  ·  tuneloop report history --registry {out / 'registry'} "
           "--model support-intent")
+    if not args.no_game:
+        game_loop(out / "game", seed=args.seed, games=args.games, new_games=args.new_games, verbose=args.verbose)
     return 0
+
+
+def _print_run(run: int, path: Path) -> None:
+    summary = json.loads(path.read_text())
+    manifest = None
+    if summary.get("dataset_uri"):
+        manifest, _ = storage.read_json(storage.join(summary["dataset_uri"], "manifest.json"))
+    print(_table(run, summary, manifest))
+    print(f"  summary: {path}")
+    if summary.get("report_uri"):
+        print(f"  report:  {summary['report_uri']}")
+
+
+def game_texts(rows) -> list[str]:
+    """The chat of generated games as plain ``Name: text`` lines, one text per game (the tiny base reads it)."""
+    return ["\n".join(f"{line.get('speaker')}: {line.get('text')}" for line in row.get("chat_log") or []
+                      if line.get("speaker") and line.get("text")) for row in rows]
+
+
+def game_loop(out: Path, *, seed: int = 0, games: int = 300, new_games: int = 200, verbose: bool = False) -> None:
+    """The game loop, twice: generated games -> ``ai_survived_games`` -> oss-lora chat -> chrF / ROUGE-L."""
+    from tuneloop import demo_games
+    from tuneloop.pipelines.local_runner import run_local
+    from tuneloop.providers.oss_lora import tiny
+    from tuneloop.warehouse import duckdb_uri
+
+    out.mkdir(parents=True, exist_ok=True)
+    warehouse = duckdb_uri(str(out / "games.duckdb"))
+    print(f"\n--- the game loop: {GAME_MODEL} (chat, oss-lora on a tiny model, CPU) ---")
+    base = tiny.build_base(out / "tiny-base", pretrain_steps=150, seed=seed,
+                           texts=game_texts(demo_games.generate_games(400, seed=seed + 100)), vocab_size=1024)
+    print(f"tiny base model (built from a config, pre-trained on generated game chat): {base}")
+    built = demo_games.load_demo_games(warehouse, games, seed=seed)
+    print(f"warehouse: {out / 'games.duckdb'} ({built})")
+    reports = out / "reports"
+    params = {
+        **demo_games.GAME_LOOP_PARAMS,
+        "warehouse_uri": warehouse,
+        "dataset_root": str(out / "datasets"),
+        "registry_uri": str(out / "registry"),
+        "model_name": GAME_MODEL,
+        "task": "chat",
+        "provider": "oss-lora",
+        "base_model": str(base),
+        "hyperparameters": GAME_HYPERPARAMETERS,
+        "reports_uri": str(reports),
+    }
+    seen: set[Path] = set()
+    for run in (1, 2):
+        if run == 2:
+            added = demo_games.load_demo_games(warehouse, new_games, seed=seed + 1)
+            print(f"\nnew games: {added} landed in the warehouse")
+        print(f"\nrunning continuous-tuning (game run {run}) under kfp.local ...", flush=True)
+        run_local("continuous-tuning", params, pipeline_root=out / "pipeline-root", quiet=not verbose)
+        path = _summary_of(reports, seen)
+        seen.add(path)
+        _print_run(run, path)
+    print(f"\nregistry: tuneloop registry show --registry {out / 'registry'} --model {GAME_MODEL}")
 
 
 if __name__ == "__main__":

@@ -150,8 +150,9 @@ def chat_examples(n: int, seed: int = 0, *, exchanges: tuple[int, int] = (2, 3),
     return out
 
 
-def build_tokenizer(vocab_size: int = 512, seed: int = 0):
-    """A byte-level BPE tokenizer trained on :func:`corpus`, with ChatML special tokens and template."""
+def build_tokenizer(vocab_size: int = 512, seed: int = 0, texts: Sequence[str] = ()):
+    """A byte-level BPE tokenizer trained on :func:`corpus` (and ``texts``), with ChatML special tokens and
+    template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -164,7 +165,7 @@ def build_tokenizer(vocab_size: int = 512, seed: int = 0):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    texts = corpus(600, seed) + [f"user assistant system topic of: {t}" for t in TOPICS]
+    texts = [*corpus(600, seed), *(f"user assistant system topic of: {t}" for t in TOPICS), *texts]
     tok.train_from_iterator(texts, trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=EOT, pad_token=PAD, additional_special_tokens=[START]
@@ -230,16 +231,17 @@ def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, seq_len: int
 
 
 def build_base(out_dir: str | Path, *, shape: TinyShape | str = "test", pretrain_steps: int = 300,
-               seed: int = 0, log=None) -> Path:
-    """Build tokenizer + Llama-style model, pre-train it on :func:`corpus`, save both to ``out_dir``."""
+               seed: int = 0, log=None, texts: Sequence[str] = (), vocab_size: int = 512) -> Path:
+    """Build tokenizer + Llama-style model, pre-train it on :func:`corpus` (or on ``texts``, your own
+    domain's text, which the tokenizer also learns), save both to ``out_dir``."""
     import torch
 
     out = Path(out_dir)
     with torch.random.fork_rng():
-        tok = build_tokenizer(seed=seed)
+        tok = build_tokenizer(vocab_size, seed=seed, texts=texts)
         model = build_llama(tok, shape, seed=seed)
         if pretrain_steps:
-            losses = pretrain(model, tok, corpus(800, seed + 1), steps=pretrain_steps, seed=seed)
+            losses = pretrain(model, tok, list(texts) or corpus(800, seed + 1), steps=pretrain_steps, seed=seed)
             if log:
                 log(f"tiny base pre-trained {pretrain_steps} steps: loss {losses[0]:.2f} -> {losses[-1]:.2f}")
     model.save_pretrained(out)
