@@ -23,6 +23,9 @@ def check_config(
     memory_limit: str,
     deploy_endpoint: str,
     deploy_options: dict,
+    task: str = "classification",
+    judge: str = "",
+    judge_rubric: str = "",
 ) -> NamedTuple("ConfigOutputs", provider=str, image=str, hyperparameters=dict):
     """Fail fast on an invalid run configuration; pass on the canonical provider and its parsed config.
 
@@ -47,6 +50,11 @@ def check_config(
         deploy_endpoint: Where a promoted champion is deployed ("" = nowhere); refused for a provider
             that declares no serving container.
         deploy_options: Serving settings of that deployment, checked here.
+        task: ``classification`` or ``chat``; a provider that does not declare it is refused, naming
+            the providers that can.
+        judge: Chat only: the pairwise judge, ``PROVIDER:MODEL`` or its JSON mapping ("" = none); its
+            provider must declare chat.
+        judge_rubric: Chat only: what the judge compares ("" = the packaged game rubric).
 
     Returns:
         The canonical provider name, the image its tasks run on (``cpu`` or ``gpu``: the branch taken),
@@ -68,5 +76,8 @@ def check_config(
         gpu={"accelerator_type": accelerator_type, "accelerator_count": accelerator_count,
              "cpu_limit": cpu_limit, "memory_limit": memory_limit},
         deploy={"endpoint": deploy_endpoint, "options": deploy_options},
+        task=task,
+        judge=judge,
+        judge_rubric=judge_rubric,
     )
     return namedtuple("ConfigOutputs", "provider image hyperparameters")(r["provider"], r["image"], r["hyperparameters"])

@@ -37,6 +37,9 @@ def continuous_tuning(
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     deploy_endpoint: str = "",
     deploy_options: dict = {},
+    task: str = "classification",
+    judge: str = "",
+    judge_rubric: str = "",
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
@@ -74,6 +77,10 @@ def continuous_tuning(
         deploy_endpoint: ``vertex://PROJECT/REGION/ENDPOINT_NAME``: deploy a promoted champion whose provider
             declares a serving container (sklearn, oss-lora) there ("" = none).
         deploy_options: Serving settings of that deployment.
+        task: ``classification`` (labelled rows) or ``chat`` (conversations whose target is the last
+            assistant turn), recorded in the dataset manifest and the registry; see tune-and-promote.
+        judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
+        judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
     """
     checked = check_config(
         provider=provider,
@@ -91,6 +98,9 @@ def continuous_tuning(
         memory_limit=memory_limit,
         deploy_endpoint=deploy_endpoint,
         deploy_options=deploy_options,
+        task=task,
+        judge=judge,
+        judge_rubric=judge_rubric,
     ).set_caching_options(False)  # reads the registry
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
@@ -104,6 +114,7 @@ def continuous_tuning(
         settle_seconds=settle_seconds,
         system_prompt=system_prompt,
         base_model=base_model,
+        task=task,
     ).after(checked).set_caching_options(False)
     with dsl.If(dataset.outputs["status"] == "ready", name="enough-new-data"):
         claimed = claim_tuning(
@@ -135,6 +146,9 @@ def continuous_tuning(
                 memory_limit=memory_limit,
                 deploy_endpoint=deploy_endpoint,
                 deploy_options=deploy_options,
+                task=task,
+                judge=judge,
+                judge_rubric=judge_rubric,
             ).set_caching_options(False)
         with dsl.Else(name="tuned-elsewhere"):
             record_skip(

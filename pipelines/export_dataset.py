@@ -21,6 +21,7 @@ def export_dataset(
     settle_seconds: int = 0,
     system_prompt: str = "",
     base_model: str = "",
+    task: str = "classification",
 ) -> NamedTuple("ExportOutputs", status=str, dataset_uri=str, reason=str):
     """Extract new interactions and publish them, merged with the last dataset, as a new version.
 
@@ -37,6 +38,8 @@ def export_dataset(
             streaming inserts become visible with a delay: 60 where producers insert continuously).
         system_prompt: Optional system turn added when rendering.
         base_model: Model whose token limits and prices apply to rendering.
+        task: ``classification`` or ``chat``, recorded in the manifest; examples that do not fit it are
+            refused before anything is published.
 
     Returns:
         ``status`` ("ready" or "skipped"), ``dataset_uri`` and the reason.
@@ -61,6 +64,7 @@ def export_dataset(
         min_examples=min_examples,
         system_prompt=system_prompt,
         base_model=base_model,
+        task=task,
     ).set_caching_options(False)
     outputs = namedtuple("ExportOutputs", "status dataset_uri reason")
     return outputs(dataset.outputs["status"], dataset.outputs["dataset_uri"], dataset.outputs["reason"])
