@@ -222,3 +222,77 @@ def test_tasks_and_providers():
         ce.check_task("chta")
     assert "sklearn" not in ce.providers_for("chat") and {"openai", "gemini", "claude-few-shot",
                                                           "claude-bedrock"} <= set(ce.providers_for("chat"))
+
+
+# -- the first task ---------------------------------------------------------------------------------
+
+
+def _config(tmp_path, **kw):
+    from tuneloop.stages import check_config
+
+    args = {"provider": "openai", "registry_uri": str(tmp_path / "r"), "model_name": "agent", "hyperparameters": {},
+            "thresholds": {"min_values": {"macro_f1": 0.6}, "max_drop": {"macro_f1": 0.05}},
+            "task_env": {"OPENAI_API_KEY_SECRET": "projects/p/secrets/k/versions/1"}}
+    return check_config(**{**args, **kw})
+
+
+def test_check_config_refuses_a_classification_only_provider_on_chat_naming_those_that_can(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        _config(tmp_path, provider="sklearn", task="chat")
+    msg = str(err.value)
+    assert "provider='sklearn' tunes ['classification'] tasks, not task='chat'" in msg
+    for name in ("openai", "gemini", "claude-few-shot", "claude-bedrock", "oss-lora"):
+        assert name in msg
+    with pytest.raises(ConfigError, match="did you mean 'chat'"):
+        _config(tmp_path, task="caht")
+
+
+def test_check_config_parses_chat_thresholds_and_the_judge(tmp_path):
+    out = _config(tmp_path, task="chat", judge="OpenAI:gpt-4.1-mini")
+    assert out["task"] == "chat" and out["judge"] == "openai:gpt-4.1-mini"
+    assert out["thresholds"] == {"min_values": {}, "max_drop": {"win_rate": 0.05}}  # the defaults, for chat
+    out = _config(tmp_path, task="chat", thresholds={"min_values": {"chrf": 0.3}, "max_drop": {"win_rate": 0.1}})
+    assert out["thresholds"] == {"min_values": {"chrf": 0.3}, "max_drop": {"win_rate": 0.1}} and out["judge"] == ""
+    assert _config(tmp_path)["task"] == "classification"
+    with pytest.raises(ConfigError, match="'macro_f1' is not a chat metric"):
+        _config(tmp_path, task="chat", thresholds={"min_values": {"macro_f1": 0.7}})
+    with pytest.raises(ConfigError, match="a judge compares chat replies"):
+        _config(tmp_path, judge="openai:gpt-4.1-mini")
+    with pytest.raises(ConfigError, match="judge provider='sklearn'"):
+        _config(tmp_path, task="chat", judge="sklearn:model")
+    with pytest.raises(ConfigError, match="keep it under"):
+        _config(tmp_path, task="chat", judge_rubric="y" * 4001)
+
+
+def test_check_config_wants_the_judges_credentials_too(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY"):
+        _config(tmp_path, task="chat", judge="claude:claude-sonnet-4-5")
+    ok = _config(tmp_path, task="chat", judge="claude:claude-sonnet-4-5",
+                 task_env={"OPENAI_API_KEY_SECRET": "projects/p/secrets/k/versions/1",
+                           "ANTHROPIC_API_KEY_SECRET": "projects/p/secrets/a/versions/1"})
+    assert ok["judge"] == "claude-few-shot:claude-sonnet-4-5"
+
+
+def test_prepare_dataset_records_the_task_and_refuses_examples_that_do_not_fit(tmp_path):
+    from tests.fakes.data import support_messages
+    from tuneloop import datasets, stages
+    from tuneloop import examples as ex
+
+    def prepare(rows, task, root):
+        ex.write_parquet(tmp_path / f"{root}.parquet", rows)
+        (tmp_path / "q.jsonl").write_text("")
+        return stages.prepare_dataset(examples_path=str(tmp_path / f"{root}.parquet"),
+                                      quarantine_path=str(tmp_path / "q.jsonl"), dataset_root=str(tmp_path / root),
+                                      work_dir=str(tmp_path / f"{root}-work"), watermark="2026-12-01T00:00:00Z",
+                                      min_new_examples=1, task=task)
+
+    chats = game_chats(60)
+    with pytest.raises(ValueError, match="task='classification' but none of the 60 examples has a label"):
+        prepare(chats, "classification", "a")
+    assert datasets.RootState.read(str(tmp_path / "a")).latest is None  # nothing published, watermark kept
+    with pytest.raises(ValueError, match="task='chat' but the examples carry labels"):
+        prepare(support_messages(60), "chat", "b")
+    ready = prepare(chats, "chat", "c")
+    assert datasets.load_dataset(ready["dataset_uri"]).manifest["task"] == "chat"
