@@ -29,16 +29,22 @@ MARKERS = ("lol", "nah", "ngl", "idk", "tbh", "haha")
 _WORD = re.compile(r"[a-z]+")
 
 
-def game_chats(n: int, style: str = "casual", seed: int = 0) -> list[Example]:
-    """``n`` conversations (2-3 exchanges each) whose AI replies are in ``style`` (casual or robotic)."""
+def game_chats(n: int, style: str = "casual", seed: int = 0, *, ai_first: bool = False) -> list[Example]:
+    """``n`` conversations (2-3 exchanges each) whose AI replies are in ``style`` (casual or robotic).
+
+    ``ai_first``: the AI seat speaks first and two players then speak in a row (turns that do not
+    alternate, as a game log gives them before its lines are merged).
+    """
     templates = {"casual": CASUAL, "robotic": ROBOTIC}[style]
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         place, friend = PLACES[i % len(PLACES)], PLAYERS[(i // len(PLACES)) % len(PLAYERS)]
         asker = PLAYERS[(i + 3) % len(PLAYERS)]
-        msgs = [{"role": "system", "content": PERSONA},
-                {"role": "user", "content": f"{asker}: ok who was near the {place} in round {i}?"}]
+        msgs = [{"role": "system", "content": PERSONA}]
+        if ai_first:
+            msgs += [{"role": "assistant", "content": "hey all"}, {"role": "user", "content": f"{friend}: hi sam"}]
+        msgs.append({"role": "user", "content": f"{asker}: ok who was near the {place} in round {i}?"})
         for turn in range(rng.randint(1, 2)):
             msgs.append({"role": "assistant", "content": rng.choice(templates).format(place=place, friend=friend)})
             msgs.append({"role": "user", "content": f"{PLAYERS[(i + turn) % len(PLAYERS)]}: sam where were you, "

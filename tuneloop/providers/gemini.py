@@ -115,13 +115,12 @@ def contents_of(example: Example):
     """``(system_instruction or None, contents)`` for generate_content, from an example's prompt turns."""
     from google.genai import types
 
-    system, contents = [], []
-    for m in hosted.prompt_messages(example):
-        if m["role"] == "system":
-            system.append(m["content"])
-        else:
-            role = "model" if m["role"] == "assistant" else "user"
-            contents.append(types.Content(role=role, parts=[types.Part(text=m["content"])]))
+    turns = hosted.prompt_messages(example)
+    system = [m["content"] for m in turns if m["role"] == "system"]
+    contents = [
+        types.Content(role="model" if m["role"] == "assistant" else "user", parts=[types.Part(text=m["content"])])
+        for m in hosted.alternating(turns)  # roles alternate, user first, as generateContent expects
+    ]
     return ("\n\n".join(system) or None), contents
 
 

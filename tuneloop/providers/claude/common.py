@@ -40,9 +40,10 @@ BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
 
 def split_system(messages: list[dict[str, str]]) -> tuple[str, list[dict[str, str]]]:
-    """``(system text, the other turns)`` of a conversation."""
+    """``(system text, the other turns)`` of a conversation; the other turns alternate, user first
+    (:func:`~tuneloop.providers.hosted.alternating`), as the Messages API and Bedrock require."""
     system = [m["content"] for m in messages if m["role"] == "system"]
-    return "\n\n".join(system), [m for m in messages if m["role"] != "system"]
+    return "\n\n".join(system), hosted.alternating(messages)
 
 
 def read_fewshot(model_ref: str) -> dict[str, Any] | None:
