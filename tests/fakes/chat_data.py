@@ -74,3 +74,12 @@ def always_first(conversation: str, reply_a: str, reply_b: str) -> str:  # noqa:
 def rambling(conversation: str, reply_a: str, reply_b: str) -> str:  # noqa: ARG001
     """A judge that never answers in the asked format."""
     return "Both replies have merits; it depends on the player."
+
+
+def judge_parts(text: str) -> dict[str, str]:
+    """What a judge request shows, read from its tagged blocks: ``{conversation, reply_a, reply_b}``."""
+    out = {}
+    for name in ("conversation", "reply_a", "reply_b"):
+        m = re.search(rf"<{name}>\n?(.*?)\n?</{name}>", text, re.DOTALL)
+        out[name] = m.group(1) if m else ""
+    return out

@@ -188,3 +188,20 @@ def test_the_judge_is_held_to_the_request_cap_before_it_is_asked(openai_fake, ch
                         blessing_path=str(tmp_path / "b.json"), task="chat", judge=f"openai:{JUDGE}",
                         eval_options={**FAST_PREDICT, "max_requests": 2 * n - 1})
     assert openai_fake.judged == []  # refused before the first judge request
+
+
+@pytest.mark.parametrize("judge_fake,judge", [
+    ("vertex_fake", "gemini:gemini-2.5-flash"),
+    ("anthropic_fake", "claude:claude-sonnet-test"),
+])
+def test_any_chat_provider_judges_through_its_own_api(openai_fake, chat_dataset, tmp_path, request, judge_fake,
+                                                      judge):
+    fake = request.getfixturevalue(judge_fake)
+    fake.add_judge(judge.split(":", 1)[1], prefer_casual)
+    casual = openai_fake.add_model("ft:casual", _pairs("casual"))
+    robotic = openai_fake.add_model("ft:robotic", _pairs("robotic"))
+    _champion(tmp_path, robotic, chat_dataset)
+    r = _evaluate(tmp_path, chat_dataset, _candidate(tmp_path, casual), judge=judge)
+    n = len(chat_dataset.splits["eval"])
+    assert r["judge"]["win"] == n and r["blessed"] and len(fake.judged) == 2 * n
+    assert openai_fake.judged == []  # the judge's own API answered, not the candidate's
