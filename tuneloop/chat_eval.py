@@ -572,10 +572,16 @@ def decide_chat(
                         f"bound {bound:.3f} {'>=' if passed else '<'} 0.5 - {drop:.3f} = {bar:.3f}")
             elif not judge_configured:
                 notes.append("max_drop.win_rate not checked (no judge)")
+        elif judge is not None:
+            rate = judge.get("win_rate")
+            notes.append(f"judge win rate {'-' if rate is None else f'{rate:.3f}'} is informational "
+                         "(max_drop has no win_rate)")
         if not drops and not any(c["kind"] == "judge_lower_bound" for c in checks) and not thresholds.min_values:
             checks.append({"metric": "reference", "kind": "none", "candidate": None, "bound": None, "passed": False})
-            notes.append("no threshold applies (no judge, and no min_values or max_drop on chrf/rouge_l), so "
-                         "nothing is blessed; set a judge or e.g. max_drop={'chrf': 0.05}")
+            why = ("no judge, and no min_values or max_drop on chrf/rouge_l" if not judge_configured else
+                   "max_drop has no win_rate for the judge and nothing on chrf/rouge_l, and min_values is empty")
+            notes.append(f"no threshold applies ({why}), so nothing is blessed; set e.g. "
+                         f"max_drop={{'{'chrf' if not judge_configured else 'win_rate'}': 0.05}}")
         same_n = (candidate.get("n"), champion.get("n"))
         if drops and None not in same_n and same_n[0] != same_n[1]:
             checks.append({"metric": "n", "kind": "same_rows", "candidate": same_n[0], "bound": same_n[1],

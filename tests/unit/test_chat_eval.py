@@ -296,3 +296,13 @@ def test_prepare_dataset_records_the_task_and_refuses_examples_that_do_not_fit(t
         prepare(support_messages(60), "chat", "b")
     ready = prepare(chats, "chat", "c")
     assert datasets.load_dataset(ready["dataset_uri"]).manifest["task"] == "chat"
+
+
+def test_a_judge_without_a_win_rate_threshold_decides_nothing_alone():
+    b = ce.decide_chat(CAND, CHAMP, ce.ChatThresholds(max_drop={}, min_values={}), judge=_judge(["win"] * 30),
+                       judge_configured=True)
+    assert not b.blessed and "no thresholds configured" in b.reason
+    b = ce.decide_chat(CAND, CHAMP, ce.ChatThresholds(max_drop={"chrf": 0.05}), judge=_judge(["loss"] * 30),
+                       judge_configured=True)
+    assert b.blessed and "chrf 0.420 >= champion 0.400 - 0.050 = 0.350" in b.reason
+    assert "judge win rate 0.000 is informational (max_drop has no win_rate)" in b.reason
