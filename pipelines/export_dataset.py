@@ -15,13 +15,13 @@ def export_dataset(
     table: str = "interactions",
     provider: str = "",
     formats: str = "",
+    task: str = "classification",
     min_new_examples: int = 100,
     min_examples: int = 10,
     max_rows: int = 0,
     settle_seconds: int = 0,
     system_prompt: str = "",
     base_model: str = "",
-    task: str = "classification",
 ) -> NamedTuple("ExportOutputs", status=str, dataset_uri=str, reason=str):
     """Extract new interactions and publish them, merged with the last dataset, as a new version.
 
@@ -31,6 +31,8 @@ def export_dataset(
         table: Warehouse table of interaction rows.
         provider: Provider whose training format is rendered ("" = canonical only).
         formats: Extra formats to render, comma-separated (openai, gemini, bedrock, hf).
+        task: ``classification`` or ``chat``, recorded in the manifest; examples that do not fit it are
+            refused before anything is published.
         min_new_examples: Fewer new examples than this ends the run as a recorded skip.
         min_examples: Fewer surviving training rows than this fails the run.
         max_rows: Upper bound on rows read per run (0 = none).
@@ -38,8 +40,6 @@ def export_dataset(
             streaming inserts become visible with a delay: 60 where producers insert continuously).
         system_prompt: Optional system turn added when rendering.
         base_model: Model whose token limits and prices apply to rendering.
-        task: ``classification`` or ``chat``, recorded in the manifest; examples that do not fit it are
-            refused before anything is published.
 
     Returns:
         ``status`` ("ready" or "skipped"), ``dataset_uri`` and the reason.
@@ -60,11 +60,11 @@ def export_dataset(
         watermark=extract.outputs["watermark"],
         provider=provider,
         formats=formats,
+        task=task,
         min_new_examples=min_new_examples,
         min_examples=min_examples,
         system_prompt=system_prompt,
         base_model=base_model,
-        task=task,
     ).set_caching_options(False)
     outputs = namedtuple("ExportOutputs", "status dataset_uri reason")
     return outputs(dataset.outputs["status"], dataset.outputs["dataset_uri"], dataset.outputs["reason"])

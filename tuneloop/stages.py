@@ -33,12 +33,12 @@ def check_config(
     hyperparameters: Mapping[str, Any],
     task_env: Mapping[str, Any] | None = None,
     eval_options: Mapping[str, Any] | None = None,
-    budget_usd: float = 0.0,
-    gpu: Mapping[str, Any] | None = None,
-    deploy: Mapping[str, Any] | None = None,
     task: str = "classification",
     judge: Any = "",
     judge_rubric: str = "",
+    budget_usd: float = 0.0,
+    gpu: Mapping[str, Any] | None = None,
+    deploy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate and parse the run's parameters, before any work or spend.
 
