@@ -75,3 +75,19 @@ def test_game_loop_for_openai_twice_first_alone_then_judged_against_the_champion
     assert version.metrics["chrf"] == b2["candidate_metrics"]["chrf"] and "win_rate" in version.metrics
     report = (tmp_path / "reports" / second["run"] / "report.html").read_text()
     assert "Judge (chat)" in report and "Side-by-side samples" in report
+
+
+def test_continuous_tuning_refuses_sklearn_on_chat_and_export_refuses_labelled_rows_as_chat(loop_env):
+    from tuneloop.datasets import RootState
+
+    params = {**loop_env["params"], "task": "chat"}
+    with pytest.raises(RuntimeError) as info:
+        run("continuous-tuning", params, loop_env["root"])  # provider defaults to sklearn
+    assert "provider='sklearn' tunes ['classification'] tasks, not task='chat'" in str(info.value)
+    assert "openai" in str(info.value)  # it names the providers that can
+    assert not (loop_env["reports"].parent / "datasets").exists()  # refused before the extract
+    export = {k: loop_env["params"][k] for k in ("warehouse_uri", "dataset_root", "min_new_examples")}
+    with pytest.raises(RuntimeError) as info:
+        run("export-dataset", {**export, "task": "chat"}, loop_env["root"])  # the support table has labels
+    assert "task='chat' but the examples carry labels" in str(info.value)
+    assert RootState.read(export["dataset_root"]).latest is None  # nothing published, the watermark kept
