@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # torch: the CPU wheel pinned first, so no extra below pulls a CUDA build.
 TORCH  := torch==2.13.0
-EXTRAS := dev,hosted,lora,selfplay,gcp,reports
+EXTRAS := dev,hosted,lora,selfplay,gcp,reports,chat
 PYTEST := $(PY) -m pytest -p no:cacheprovider -p no:bqemulator --durations=15
 
 .PHONY: setup demo test test-all compile lint bench bench-formatter bench-export bench-lora bench-lora-chat bench-selfplay clean chromium

@@ -23,6 +23,9 @@ def check_config(
     memory_limit: str,
     deploy_endpoint: str,
     deploy_options: dict,
+    task: str = "classification",
+    judge: str = "",
+    judge_rubric: str = "",
     extract_query: str = "",
     query_params: dict = {},  # noqa: B006 - KFP reads the default; {} = no query parameters
 ) -> NamedTuple("ConfigOutputs", provider=str, image=str, hyperparameters=dict):
@@ -42,6 +45,11 @@ def check_config(
         task_env: Environment of the tuning/evaluation tasks: ``<NAME>_SECRET`` Secret Manager version
             names and plain settings such as ``AWS_REGION`` (never a credential itself).
         eval_options: How evaluation asks a hosted model (concurrency, max_requests, ...), parsed here.
+        task: ``classification`` or ``chat``; a provider that does not declare it is refused, naming
+            the providers that can.
+        judge: Chat only: the pairwise judge, ``PROVIDER:MODEL`` or its JSON mapping ("" = none); its
+            provider must declare chat.
+        judge_rubric: Chat only: what the judge compares ("" = the packaged game rubric).
         accelerator_type: The GPU branch's accelerator, checked against Vertex's names (GPU providers).
         accelerator_count: The GPU branch's accelerator count.
         cpu_limit: The GPU branch's vCPUs (a Kubernetes CPU quantity).
@@ -69,6 +77,9 @@ def check_config(
         hyperparameters=hyperparameters,
         task_env=task_env,
         eval_options=eval_options,
+        task=task,
+        judge=judge,
+        judge_rubric=judge_rubric,
         budget_usd=budget_usd,
         gpu={"accelerator_type": accelerator_type, "accelerator_count": accelerator_count,
              "cpu_limit": cpu_limit, "memory_limit": memory_limit},

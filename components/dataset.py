@@ -20,6 +20,7 @@ def prepare_dataset(
     system_prompt: str,
     base_model: str,
     dataset: Output[Dataset],
+    task: str = "classification",
 ) -> NamedTuple("DatasetOutputs", status=str, dataset_uri=str, reason=str):
     """Publish a new dataset version, or report a skip when there is not enough new data.
 
@@ -34,6 +35,8 @@ def prepare_dataset(
         min_examples: Fewer surviving training rows than this fails the run.
         system_prompt: Optional system turn added when rendering.
         base_model: Model whose token limits and prices apply.
+        task: ``classification`` or ``chat``, recorded in the manifest; examples that do not fit it
+            are refused before anything is published.
         dataset: The built dataset directory (also published under dataset_root).
 
     Returns:
@@ -55,6 +58,7 @@ def prepare_dataset(
         min_examples=min_examples,
         system_prompt=system_prompt,
         base_model=base_model,
+        task=task,
     )
     dataset.metadata.update({k: r[k] for k in ("status", "dataset_uri", "new_examples") if k in r})
     return namedtuple("DatasetOutputs", "status dataset_uri reason")(

@@ -22,6 +22,9 @@ def evaluate_model(
     classification: Output[ClassificationMetrics],
     blessing: Output[Artifact],
     report: Output[HTML],
+    task: str = "classification",
+    judge: str = "",
+    judge_rubric: str = "",
 ) -> NamedTuple("EvalOutputs", blessed=bool, reason=str):
     """Score the candidate and the champion on the eval split and decide the blessing.
 
@@ -36,8 +39,12 @@ def evaluate_model(
         task_env: Environment to set first: Secret Manager names of credentials, region settings.
         eval_options: How a hosted model is asked: concurrency, max_requests (the run's request cap
             per model), max_output_tokens, retry.
+        task: ``classification`` (labels: accuracy, F1, McNemar) or ``chat`` (replies: chrF, ROUGE-L and
+            the judge's win rate).
+        judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
+        judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
         metrics: Scalar metrics (candidate, and champion with a ``champion_`` prefix).
-        classification: The candidate's confusion matrix.
+        classification: The candidate's confusion matrix (classification tasks).
         blessing: Decision record: blessed, reason, both metric sets, champion version, paired test.
         report: The evaluation report (HTML, self-contained): decision, metrics with deltas, confusion
             matrix, per-label scores, paired test, dataset quarantine, cost and requests.
@@ -60,10 +67,14 @@ def evaluate_model(
         task_env=task_env,
         eval_options=eval_options,
         report_path=report.path,
+        task=task,
+        judge=judge,
+        judge_rubric=judge_rubric,
     )
     for k, v in r["scalar_metrics"].items():
         metrics.log_metric(k, v)
-    cm = r["candidate_metrics"]["confusion_matrix"]
-    classification.log_confusion_matrix(cm["labels"], cm["rows"])
+    cm = r["candidate_metrics"].get("confusion_matrix")
+    if cm:
+        classification.log_confusion_matrix(cm["labels"], cm["rows"])
     blessing.metadata.update(blessed=r["blessed"], reason=r["reason"], champion=r.get("champion_version") or "")
     return namedtuple("EvalOutputs", "blessed reason")(r["blessed"], r["reason"])

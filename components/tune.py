@@ -16,6 +16,7 @@ def tune_model(
     task_env: dict,
     model: Output[Model],
     job: Output[Artifact],
+    task: str = "classification",
 ) -> NamedTuple("TuneOutputs", model_ref=str, job_id=str):
     """Tune a candidate model with one provider, idempotently.
 
@@ -25,6 +26,7 @@ def tune_model(
         base_model: Base model id or path (ignored by sklearn).
         hyperparameters: The provider's config as parsed by the first task.
         task_env: Environment to set first: Secret Manager names of credentials, region settings.
+        task: ``classification`` or ``chat``; a dataset built for the other is refused.
         model: The candidate model artifact (local model files or a card naming a remote model).
         job: The job record (provider job id + idempotency key), written before polling.
 
@@ -43,6 +45,7 @@ def tune_model(
         task_env=task_env,
         model_dir=model.path,
         job_record_path=job.path,
+        task=task,
     )
     model.metadata.update(provider=provider, dataset_hash=r["dataset_hash"], job_id=r["job_id"])
     return namedtuple("TuneOutputs", "model_ref job_id")(r["model_ref"], r["job_id"])

@@ -31,6 +31,9 @@ def continuous_tuning(
     reports_uri: str = "",
     task_env: dict = {},
     eval_options: dict = {},
+    task: str = "classification",
+    judge: str = "",
+    judge_rubric: str = "",
     accelerator_type: str = DEFAULT_ACCELERATOR,
     accelerator_count: int = 1,
     cpu_limit: str = DEFAULT_CPU_LIMIT,
@@ -69,6 +72,10 @@ def continuous_tuning(
         task_env: Environment of the tune and evaluate tasks: ``<NAME>_SECRET`` Secret Manager version
             names of credentials and settings such as ``AWS_REGION``; never a credential itself.
         eval_options: How evaluation asks a hosted model (concurrency, max_requests cap, retries).
+        task: ``classification`` (labelled rows) or ``chat`` (conversations whose target is the last
+            assistant turn), recorded in the dataset manifest and the registry; see tune-and-promote.
+        judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
+        judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
         accelerator_type: GPU branch's accelerator on Vertex.
         accelerator_count: GPU branch's accelerator count.
         cpu_limit: GPU branch's vCPUs.
@@ -92,6 +99,9 @@ def continuous_tuning(
         budget_usd=budget_usd,
         task_env=task_env,
         eval_options=eval_options,
+        task=task,
+        judge=judge,
+        judge_rubric=judge_rubric,
         accelerator_type=accelerator_type,
         accelerator_count=accelerator_count,
         cpu_limit=cpu_limit,
@@ -107,6 +117,7 @@ def continuous_tuning(
         table=table,
         provider=checked.outputs["provider"],
         formats=formats,
+        task=task,
         min_new_examples=min_new_examples,
         min_examples=min_examples,
         max_rows=max_rows,
@@ -146,6 +157,9 @@ def continuous_tuning(
                 memory_limit=memory_limit,
                 deploy_endpoint=deploy_endpoint,
                 deploy_options=deploy_options,
+                task=task,
+                judge=judge,
+                judge_rubric=judge_rubric,
             ).set_caching_options(False)
         with dsl.Else(name="tuned-elsewhere"):
             record_skip(

@@ -15,6 +15,7 @@ def export_dataset(
     table: str = "interactions",
     provider: str = "",
     formats: str = "",
+    task: str = "classification",
     min_new_examples: int = 100,
     min_examples: int = 10,
     max_rows: int = 0,
@@ -32,6 +33,8 @@ def export_dataset(
         table: Warehouse table of interaction rows.
         provider: Provider whose training format is rendered ("" = canonical only).
         formats: Extra formats to render, comma-separated (openai, gemini, bedrock, hf).
+        task: ``classification`` or ``chat``, recorded in the manifest; examples that do not fit it are
+            refused before anything is published.
         min_new_examples: Fewer new examples than this ends the run as a recorded skip.
         min_examples: Fewer surviving training rows than this fails the run.
         max_rows: Upper bound on rows read per run (0 = none).
@@ -67,6 +70,7 @@ def export_dataset(
         watermark=extract.outputs["watermark"],
         provider=provider,
         formats=formats,
+        task=task,
         min_new_examples=min_new_examples,
         min_examples=min_examples,
         system_prompt=system_prompt,

@@ -22,7 +22,7 @@ DEFAULT_MAX_DROP = {"macro_f1": 0.05}
 
 
 def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-           eval_options, deploy_endpoint, deploy_options):
+           eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric):
     """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate.
 
     Neither is ever cached: both read the registry's current champion (a cached blessing would judge
@@ -39,6 +39,9 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         max_drop=max_drop,
         task_env=task_env,
         eval_options=eval_options,
+        task=task,
+        judge=judge,
+        judge_rubric=judge_rubric,
     ).set_caching_options(False)
     promote = promote_model(
         blessing=evaluate.outputs["blessing"],
@@ -74,6 +77,9 @@ def tune_evaluate_promote(
     eval_options: dict,
     deploy_endpoint: str,
     deploy_options: dict,
+    task: str,
+    judge: str,
+    judge_rubric: str,
 ):
     """The CPU branch: tune a candidate, judge it against the champion, promote if blessed.
 
@@ -91,6 +97,9 @@ def tune_evaluate_promote(
         eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
         deploy_endpoint: Where to deploy the new champion ("" = nowhere).
         deploy_options: Serving settings of that deployment.
+        task: ``classification`` or ``chat``.
+        judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
+        judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
     """
     tune = tune_model(
         provider=provider,
@@ -98,10 +107,11 @@ def tune_evaluate_promote(
         base_model=base_model,
         hyperparameters=hyperparameters,
         task_env=task_env,
+        task=task,
     )
     _judge(
         tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-        eval_options, deploy_endpoint, deploy_options,
+        eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric,
     )
 
 
@@ -120,6 +130,9 @@ def gpu_tune_evaluate_promote(
     eval_options: dict,
     deploy_endpoint: str,
     deploy_options: dict,
+    task: str,
+    judge: str,
+    judge_rubric: str,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
@@ -146,6 +159,9 @@ def gpu_tune_evaluate_promote(
         eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
         deploy_endpoint: Where to deploy the new champion ("" = nowhere).
         deploy_options: Serving settings of that deployment.
+        task: ``classification`` or ``chat``.
+        judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
+        judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
         accelerator_type: Vertex accelerator, e.g. NVIDIA_L4, NVIDIA_TESLA_A100.
         accelerator_count: Accelerators on the tuning task.
         cpu_limit: vCPUs of the tuning task (Vertex picks the machine type from these limits).
@@ -158,12 +174,13 @@ def gpu_tune_evaluate_promote(
         base_model=base_model,
         hyperparameters=hyperparameters,
         task_env=task_env,
+        task=task,
     )
     on_gpu(tune, *gpu)
     # The candidate (and a LoRA champion) answer the eval prompts by generation: also on the GPU image.
     evaluate = _judge(
         tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-        eval_options, deploy_endpoint, deploy_options,
+        eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric,
     )
     on_gpu(evaluate, *gpu)
 
@@ -184,6 +201,9 @@ def tune_branches(
     eval_options: dict,
     deploy_endpoint: str,
     deploy_options: dict,
+    task: str,
+    judge: str,
+    judge_rubric: str,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
@@ -206,6 +226,9 @@ def tune_branches(
         eval_options: How evaluation asks a hosted model (concurrency, request cap, retries).
         deploy_endpoint: Where to deploy the new champion ("" = nowhere).
         deploy_options: Serving settings of that deployment.
+        task: ``classification`` or ``chat``.
+        judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
+        judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
         accelerator_type: GPU branch's accelerator on Vertex.
         accelerator_count: GPU branch's accelerator count.
         cpu_limit: GPU branch's vCPUs.
@@ -225,6 +248,9 @@ def tune_branches(
         "eval_options": eval_options,
         "deploy_endpoint": deploy_endpoint,
         "deploy_options": deploy_options,
+        "task": task,
+        "judge": judge,
+        "judge_rubric": judge_rubric,
     }
     # Not cached as a whole: evaluate and promote inside read the registry (see _judge).
     with dsl.If(image == CPU, name="cpu-branch"):
@@ -259,6 +285,9 @@ def tune_and_promote(
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     deploy_endpoint: str = "",
     deploy_options: dict = {},
+    task: str = "classification",
+    judge: str = "",
+    judge_rubric: str = "",
 ):
     """Tune a candidate on a published dataset with the chosen provider, evaluate, promote.
 
@@ -274,8 +303,11 @@ def tune_and_promote(
             unknown key or a bad value fails the first task.
         budget_usd: Most a hosted tuning job may cost; preflight refuses a larger estimate before
             uploading anything (0 = take ``hyperparameters.budget_usd``).
-        min_values: Value thresholds ``{metric: minimum}`` (first run: the only rules).
-        max_drop: ``{metric: largest allowed drop}`` against the champion on the same eval rows.
+        min_values: Value thresholds ``{metric: minimum}`` (first run: the only rules). Chat: ``chrf``,
+            ``rouge_l`` (0-1); the classification default stands for the chat default ``{}``.
+        max_drop: ``{metric: largest allowed drop}`` against the champion on the same eval rows. Chat:
+            ``win_rate`` (the judge's lower bound must be >= 0.5 - drop), ``chrf``, ``rouge_l``; the
+            classification default stands for the chat default ``{"win_rate": 0.05}``.
         reports_uri: Where ``<run>/summary.json`` is written ("" = artifacts only).
         task_env: Environment of the tune and evaluate tasks, which Vertex does not give them:
             ``<NAME>_SECRET`` Secret Manager version names of credentials (e.g.
@@ -290,6 +322,13 @@ def tune_and_promote(
             there when its provider declares a serving container (sklearn, oss-lora): smoke request first,
             then all traffic, the previous deployment undeployed; "" (default) = no deployment.
         deploy_options: Serving settings of that deployment (machine_type, replicas, images, keep_previous).
+        task: ``classification`` (labels) or ``chat`` (conversations whose target is the last assistant
+            turn: judged by chrF, ROUGE-L and the judge); the dataset must have been built for it.
+        judge: Chat: the pairwise judge as ``PROVIDER:MODEL`` (e.g. ``openai:gpt-4.1-mini``) or a JSON
+            mapping ``{"provider", "model"}``; any provider that declares chat, asked under
+            ``eval_options``; "" (default) = reference metrics alone.
+        judge_rubric: Chat: what the judge compares: a packaged name (``game``, ``assistant``) or your
+            text; "" = ``game`` ("which reply reads more like a human player in this game").
     """
     checked = check_config(
         provider=provider,
@@ -307,6 +346,9 @@ def tune_and_promote(
         memory_limit=memory_limit,
         deploy_endpoint=deploy_endpoint,
         deploy_options=deploy_options,
+        task=task,
+        judge=judge,
+        judge_rubric=judge_rubric,
     ).set_caching_options(False)  # reads the registry
     tune_branches(
         provider=checked.outputs["provider"],
@@ -327,4 +369,7 @@ def tune_and_promote(
         memory_limit=memory_limit,
         deploy_endpoint=deploy_endpoint,
         deploy_options=deploy_options,
+        task=task,
+        judge=judge,
+        judge_rubric=judge_rubric,
     ).set_caching_options(False)

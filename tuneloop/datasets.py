@@ -137,6 +137,7 @@ def build_dataset(
     model: str | None = None,
     watermark: str | None = None,
     quarantined: Sequence[Mapping[str, Any]] = (),
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Merge ``new_examples`` into ``previous``, split by id hash, render each format; returns the manifest.
 
@@ -152,7 +153,7 @@ def build_dataset(
             new_path, out_dir, previous_uri=previous.uri if previous else None,
             previous_hash=previous.hash if previous else None, formats=formats, fractions=fractions,
             min_examples=min_examples, system_prompt=system_prompt, model=model, watermark=watermark,
-            quarantine_path=q_path,
+            quarantine_path=q_path, task=task,
         )
 
 
@@ -171,6 +172,7 @@ def build_dataset_files(
     quarantine_path: str | Path | None = None,
     merge: Merge | None = None,
     batch_rows: int | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Merge the new examples (a canonical Parquet file) into the previous dataset, split, render; returns the manifest.
 
@@ -190,6 +192,8 @@ def build_dataset_files(
         quarantine_path: the rows the extract rejected (JSONL), copied into the dataset.
         merge: an open Merge of the same files (a caller that already counted new ids with it).
         batch_rows: examples per batch (default :data:`tuneloop.merge.BATCH_ROWS`).
+        task: the task kind recorded in the manifest (``classification`` or ``chat``); None = inferred
+            from the examples (labels = classification).
 
     Raises:
         formats.TooFewExamplesError: a format keeps fewer than ``min_examples`` train rows.
@@ -253,14 +257,16 @@ def build_dataset_files(
                 for rest in writers[i + 1 :]:
                     rest.abort()
                 raise
+        labels = merge.labels()
         manifest = {
+            "task": task or ("classification" if labels else "chat"),
             "dataset_hash": merge.dataset_hash(),
             "counts": counts,
             "total": total,
             "new_examples": new_rows,
             "superseded_by_corrections": merge.superseded,
             "quarantined_at_extract": n_quarantined,
-            "labels": merge.labels(),
+            "labels": labels,
             "fractions": list(fractions),
             "watermark": watermark,
             "previous": previous_hash,

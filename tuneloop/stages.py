@@ -33,6 +33,9 @@ def check_config(
     hyperparameters: Mapping[str, Any],
     task_env: Mapping[str, Any] | None = None,
     eval_options: Mapping[str, Any] | None = None,
+    task: str = "classification",
+    judge: Any = "",
+    judge_rubric: str = "",
     budget_usd: float = 0.0,
     gpu: Mapping[str, Any] | None = None,
     deploy: Mapping[str, Any] | None = None,
@@ -47,17 +50,21 @@ def check_config(
 
     The provider name is canonicalised (``OpenAI`` -> ``openai``; ``claude`` + ``method`` -> its
     member); the hyperparameters are parsed with that provider's config class (unknown keys and bad
-    values fail here, naming the valid keys); ``eval_options`` are parsed the same way.
+    values fail here, naming the valid keys); ``eval_options`` are parsed the same way. ``task``
+    (``classification`` or ``chat``) must be one the provider declares (the refusal names the providers
+    that can, plug-ins included); a chat run's ``thresholds`` name chat metrics, and its ``judge`` must
+    be a provider that declares chat (see :mod:`tuneloop.chat_eval`).
 
     Returns:
         ``provider`` (canonical), ``image`` (``cpu`` or ``gpu``: the branch that runs it), ``hosted``,
         ``hyperparameters`` (the parsed config's changed fields as plain data: what the tune task
         receives and parses again to the same config),
-        ``thresholds`` and ``eval_options`` (parsed).
+        ``thresholds`` and ``eval_options`` (parsed), ``task``, ``judge`` (``PROVIDER:MODEL`` or "").
 
     Raises:
         ConfigError: naming the parameter, the value and the fix.
     """
+    from tuneloop import chat_eval
     from tuneloop.config import changed_fields, to_mapping
     from tuneloop.evaluation import Thresholds
     from tuneloop.providers.registry import ProviderNotFound, install_hint, missing_requirements, resolve
@@ -70,6 +77,8 @@ def check_config(
         cls, hp = resolve(provider, hyperparameters)
     except ProviderNotFound as exc:
         raise ConfigError(str(exc)) from exc
+    task = chat_eval.check_task(task)
+    chat_eval.check_provider_task(cls, task)
     missing = missing_requirements(cls)
     if missing:
         raise ConfigError(
@@ -99,14 +108,21 @@ def check_config(
             f"registry_uri={registry_uri!r}: a {cls.name} model lives at its provider, not in Vertex Model "
             "Registry; record it in the file registry (a directory or gs:// prefix)"
         )
-    try:
-        parsed = Thresholds.from_dict(dict(thresholds))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"thresholds={dict(thresholds)!r} is invalid: {exc}") from exc
+    if task == "chat":
+        parsed = chat_eval.chat_thresholds(thresholds)
+    else:
+        try:
+            parsed = Thresholds.from_dict(dict(thresholds))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"thresholds={dict(thresholds)!r} is invalid: {exc}") from exc
+    judge_spec = chat_eval.check_judge(judge, task)
+    chat_eval.resolve_rubric(judge_rubric)
     try:
         check_task_env(task_env or {})
         if cls.hosted:
             check_credentials(cls.name, task_env or {})
+        if judge_spec is not None and judge_spec.provider_class().hosted:
+            check_credentials(judge_spec.provider, task_env or {})
     except (ValueError, MissingSecret) as exc:
         raise ConfigError(str(exc)) from exc
     if cls.image == "gpu" and gpu:
@@ -130,7 +146,7 @@ def check_config(
             )
     from tuneloop.warehouse.extract_query import check_extract_query
 
-    check_extract_query(extract_query, query_params)  # QueryRefused is a ConfigError
+    check_extract_query(extract_query, query_params, task=task)  # QueryRefused is a ConfigError
     return {
         "provider": cls.name,
         "image": cls.image,
@@ -138,6 +154,8 @@ def check_config(
         "hyperparameters": changed_fields(config),
         "thresholds": parsed.to_dict(),
         "eval_options": changed_fields(eval_policy(eval_options)),
+        "task": task,
+        "judge": judge_spec.label if judge_spec else "",
     }
 
 
@@ -203,6 +221,7 @@ def prepare_dataset(
     min_examples: int = 10,
     system_prompt: str = "",
     base_model: str = "",
+    task: str = "classification",
 ) -> dict[str, Any]:
     """Gate on new examples, merge with the last published dataset, render, publish.
 
@@ -210,12 +229,17 @@ def prepare_dataset(
     loaded twice, or already published, is not new). The merge runs on disk and everything after it
     streams, so memory does not grow with the dataset (see :func:`datasets.build_dataset_files`).
 
+    ``task`` is recorded in the manifest; examples that do not fit it (no labels for classification,
+    labels for chat) are refused before anything is published (the watermark does not move).
+
     Returns ``status`` "ready" (with ``dataset_uri``) or "skipped" (with the reason); too few rows
     surviving validation raises instead: that is a failure, not a skip.
     """
+    from tuneloop.chat_eval import check_task
     from tuneloop.merge import Merge
     from tuneloop.providers import formats_of
 
+    task = check_task(task)
     with open(quarantine_path, "rb") as fh:
         quarantined = sum(1 for line in fh if line.strip())
     state = datasets.RootState.read(dataset_root)
@@ -253,7 +277,9 @@ def prepare_dataset(
             watermark=watermark or state.watermark,
             quarantine_path=quarantine_path,
             merge=merge,
+            task=task,
         )
+    _check_examples_fit(manifest, task)
     uri = datasets.publish(work_dir, dataset_root, expected=state)
     return {
         "status": "ready",
@@ -269,6 +295,21 @@ def prepare_dataset(
     }
 
 
+def _check_examples_fit(manifest: Mapping[str, Any], task: str) -> None:
+    """Refuse to publish a dataset whose examples cannot serve ``task`` (nothing is published)."""
+    labels = manifest.get("labels") or []
+    if task == "classification" and not labels:
+        raise ValueError(
+            f"task='classification' but none of the {manifest.get('total')} examples has a label (they are "
+            "conversations whose target is the last assistant turn); pass task='chat', or extract labelled rows"
+        )
+    if task == "chat" and labels:
+        raise ValueError(
+            f"task='chat' but the examples carry labels ({len(labels)}, e.g. {labels[:3]}); pass "
+            "task='classification', or extract conversations without labels"
+        )
+
+
 # -- 3. tune ---------------------------------------------------------------------------------
 
 
@@ -281,22 +322,27 @@ def tune(
     model_dir: str,
     job_record_path: str,
     task_env: Mapping[str, Any] | None = None,
+    task: str = "classification",
 ) -> dict[str, Any]:
     """Run (or resume) the provider's tuning job; the model artifact lands in ``model_dir``.
 
     ``hyperparameters`` are the first task's parsed config (a budget from the pipeline's
     ``budget_usd`` is already in it); they are parsed into the provider's config once more here, which
     turns KFP's floats back into ints. ``task_env`` is applied to this process's environment first
-    (see :func:`tuneloop.secrets.apply_task_env`).
+    (see :func:`tuneloop.secrets.apply_task_env`). A dataset built for another ``task`` is refused.
     """
+    from tuneloop.chat_eval import check_dataset_task, check_provider_task, check_task
     from tuneloop.providers.base import TuneRequest, run_job
     from tuneloop.providers.registry import resolve
     from tuneloop.secrets import apply_task_env
 
     apply_task_env(task_env)
     cls, hp = resolve(provider, hyperparameters)
+    task = check_task(task)
+    check_provider_task(cls, task)
     config = cls.parse_config(hp)
     ds = datasets.load_dataset(dataset_uri)
+    check_dataset_task(ds, task, step="tune")
     prov = cls(output_dir=model_dir)
     request = TuneRequest(
         train=ds.splits["train"],
@@ -316,6 +362,7 @@ def tune(
         "preflight": (job.get("detail") or {}).get("preflight"),  # None when an existing job was adopted
         "dataset_uri": dataset_uri,
         "train_example_ids": [e.id for e in ds.splits["train"]],
+        "task": task,
     }
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     (Path(model_dir) / RESULT_CARD).write_text(json.dumps(card, indent=2, sort_keys=True))
@@ -361,6 +408,9 @@ def evaluate(
     task_env: Mapping[str, Any] | None = None,
     eval_options: Mapping[str, Any] | None = None,
     report_path: str = "",
+    task: str = "classification",
+    judge: Any = "",
+    judge_rubric: str = "",
 ) -> dict[str, Any]:
     """Candidate and current champion answer the same eval split; metrics, paired test, blessing.
 
@@ -371,18 +421,29 @@ def evaluate(
     ``task_env`` is applied to this process's environment first (the providers' credentials).
     ``eval_options`` tell a hosted model's evaluation how to ask it (``concurrency``, ``max_requests``
     per model, ``max_output_tokens``, ``retry``); the other providers answer locally and ignore them.
+
+    ``task="chat"`` scores replies instead of labels (:func:`tuneloop.chat_eval.evaluate_chat`: chrF,
+    ROUGE-L and the ``judge`` with ``judge_rubric``); a dataset built for another task is refused.
     """
+    from tuneloop import chat_eval
     from tuneloop.evaluation import Thresholds, compute_metrics, decide, mcnemar
     from tuneloop.registry import model_ref_of, open_registry
     from tuneloop.secrets import apply_task_env
 
     apply_task_env(task_env)
+    task = chat_eval.check_task(task)
     ds = datasets.load_dataset(dataset_uri, splits=("eval",))
+    chat_eval.check_dataset_task(ds, task, step="evaluate")
     rows = ds.splits["eval"]
     if not rows:
         raise ValueError(
             f"dataset {dataset_uri} has an empty eval split; add data or change the split fractions"
         )
+    if task == "chat":
+        return _evaluate_chat(provider=provider, model_dir=model_dir, ds=ds, registry_uri=registry_uri,
+                              model_name=model_name, thresholds=thresholds, blessing_path=blessing_path,
+                              eval_options=eval_options, report_path=report_path, judge=judge,
+                              judge_rubric=judge_rubric)
     truth = [e.target for e in rows]
     card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
     labels = sorted(set(ds.labels) | {t for t in truth if t})
@@ -418,13 +479,45 @@ def evaluate(
         "model_name": model_name,
         "task": "classification",
     }
+    _write_blessing(record, blessing_path, report_path)
+    return {**record, "scalar_metrics": scalar_metrics(cand_metrics, champ_metrics)}
+
+
+def _write_blessing(record: Mapping[str, Any], blessing_path: str, report_path: str) -> None:
     Path(blessing_path).parent.mkdir(parents=True, exist_ok=True)
     Path(blessing_path).write_text(json.dumps(record, indent=2, sort_keys=True))
     if report_path:
         from tuneloop.reports import write_evaluation_report
 
         write_evaluation_report(record, report_path)
-    return {**record, "scalar_metrics": scalar_metrics(cand_metrics, champ_metrics)}
+
+
+def _evaluate_chat(*, provider, model_dir, ds, registry_uri, model_name, thresholds, blessing_path, eval_options,
+                   report_path, judge, judge_rubric) -> dict[str, Any]:
+    """The chat branch of :func:`evaluate`: replies scored by chrF/ROUGE-L and the judge; same record shape."""
+    from tuneloop.chat_eval import chat_policy, evaluate_chat
+    from tuneloop.registry import open_registry
+
+    card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
+    champion = open_registry(registry_uri, model_name).champion()
+    result = evaluate_chat(
+        ds.splits["eval"], provider=provider, model_ref=card["model_ref"], champion=champion,
+        thresholds=thresholds, policy=chat_policy(eval_policy(eval_options), eval_options), judge=judge,
+        rubric=judge_rubric,
+    )
+    calls = result.pop("predict")
+    record = {
+        **result,
+        "provider": provider,
+        "dataset_uri": ds.uri,
+        "dataset_hash": ds.hash,
+        **report_facts(ds, card, provider, {k: v for k, v in calls.items() if k != "judge"}),
+        "model_name": model_name,
+    }
+    if calls.get("judge"):
+        record["spend"]["predict"]["judge"] = dict(calls["judge"])
+    _write_blessing(record, blessing_path, report_path)
+    return {**record, "scalar_metrics": scalar_metrics(record["candidate_metrics"], record["champion_metrics"])}
 
 
 def report_facts(ds, card: Mapping[str, Any], provider: str, calls: Mapping[str, Any]) -> dict[str, Any]:
@@ -492,7 +585,10 @@ def promote(
         "champion_evaluated": blessing.get("champion_version"),
         "decision": {"blessed": blessing["blessed"], "reason": blessing["reason"]},
         "promoted_version": None,
+        "task": blessing.get("task", "classification"),
     }
+    if blessing.get("judge"):
+        summary["judge"] = {k: v for k, v in blessing["judge"].items() if k != "rubric"}
     conflict: Exception | None = None
     if blessing["blessed"]:
         record = registry.register(
@@ -502,7 +598,8 @@ def promote(
             metrics=blessing["candidate_metrics"],
             data_hash=blessing["dataset_hash"],
             example_ids=card.get("train_example_ids", []),
-            config={"base_model": card.get("base_model"), "job_id": card.get("job_id")},
+            config={"base_model": card.get("base_model"), "job_id": card.get("job_id"),
+                    "task": blessing.get("task", "classification")},
             blessing=blessing,
             lineage={"dataset_uri": blessing["dataset_uri"], "run": run_name},
         )

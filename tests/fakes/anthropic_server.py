@@ -30,6 +30,13 @@ def _error(status: int, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message}}
 
 
+def _message(n: int, model: str, text: str, messages: list) -> dict[str, Any]:
+    return {"id": f"msg_{n:010d}", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": sum(len(_text(m["content"]).split()) for m in messages),
+                      "output_tokens": len(text.split())}}
+
+
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -45,6 +52,8 @@ class FakeAnthropic:
         self.malformed_every = 0
         self.answered = 0
         self.requests: list[dict[str, Any]] = []
+        self.judges: dict[str, Any] = {}  # model -> prefer(conversation, reply_a, reply_b): answers as a judge
+        self.judged: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._routes()
 
@@ -58,6 +67,11 @@ class FakeAnthropic:
 
     def stop(self) -> None:
         self.http.stop()
+
+    def add_judge(self, model: str, prefer) -> str:
+        """Base model ``model`` answers judge requests with ``prefer(conversation, reply_a, reply_b)``."""
+        self.judges[model] = prefer
+        return model
 
     def _auth(self, req: Request) -> str | None:
         # the API takes the key as x-api-key; SDK 2.x sends it as a bearer token
@@ -85,6 +99,13 @@ class FakeAnthropic:
                 self.requests.append(b)
                 self.answered += 1
                 n = self.answered
+            if model in self.judges:
+                from tests.fakes.chat_data import judge_parts
+
+                seen = judge_parts(_text(messages[-1]["content"]))
+                self.judged.append(seen)
+                return Response(200, _message(n, model, self.judges[model](seen["conversation"], seen["reply_a"],
+                                                                           seen["reply_b"]), messages))
             pairs = [
                 (_text(messages[i]["content"]), _text(messages[i + 1]["content"]))
                 for i in range(len(messages) - 1)

@@ -6,6 +6,10 @@ Paths, JSON shapes and status codes follow the API the ``openai`` SDK speaks (``
 are cursor pages ``{"object": "list", "data", "has_more"}`` newest first, and a list filters by
 ``metadata[key]=value``.
 
+A model registered with :meth:`FakeOpenAI.add_judge` answers as a pairwise judge: it reads the
+``<reply_a>`` / ``<reply_b>`` blocks of the last user turn and answers with its preference function's
+verdict, so tests control what a judge prefers (and whether it is position-biased or malformed).
+
 A job moves one step along ``plan.states`` each time it is retrieved, so tests control progress
 by polling, never by sleeping. When it succeeds, the "tuned model" is a :class:`Memory` of the
 uploaded training file, and chat completions on it answer from that memory.
@@ -21,6 +25,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +88,8 @@ class FakeOpenAI:
         self.plans: deque[Plan] = deque()
         self.default_plan = Plan()
         self.malformed_every = 0  # every n-th chat completion answers with a malformed text
+        self.judges: dict[str, Callable[[str, str, str], str]] = {}
+        self.judged: list[dict[str, str]] = []  # what each judge request showed: conversation, reply_a, reply_b
         self.answered = 0
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -118,6 +125,12 @@ class FakeOpenAI:
             job.memory = Memory(pairs)
             self.jobs[job_id] = job
         return name
+
+    def add_judge(self, model: str, prefer: Callable[[str, str, str], str]) -> str:
+        """``model`` answers judge requests with ``prefer(conversation, reply_a, reply_b)`` (its raw text)."""
+        with self._lock:
+            self.judges[model] = prefer
+        return model
 
     def statuses(self) -> dict[str, str]:
         with self._lock:
@@ -329,6 +342,15 @@ class FakeOpenAI:
         def chat(req: Request) -> Response:
             b = req.json()
             model = b.get("model")
+            if model in self.judges:
+                text = _block("user", b.get("messages") or [])
+                seen = {k: _tag(text, k) for k in ("conversation", "reply_a", "reply_b")}
+                with self._lock:
+                    self.answered += 1
+                    self.judged.append(seen)
+                    n = self.answered
+                verdict = self.judges[model](seen["conversation"], seen["reply_a"], seen["reply_b"])
+                return Response(200, _completion(n, model, verdict, text))
             with self._lock:
                 memory = next(
                     (j.memory for j in self.jobs.values() if j.body.get("fine_tuned_model") == model and j.memory),
@@ -372,6 +394,28 @@ class FakeOpenAI:
                               "total_tokens": len(prompt.split()) + len(text.split())},
                 },
             )
+
+
+def _block(role: str, messages: list[dict]) -> str:
+    return last(role, messages)
+
+
+def _tag(text: str, name: str) -> str:
+    m = re.search(rf"<{name}>\n?(.*?)\n?</{name}>", text, re.DOTALL)
+    return m.group(1) if m else ""
+
+
+def _completion(n: int, model: str, text: str, prompt: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{n:08d}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
+                  "total_tokens": len(prompt.split()) + len(text.split())},
+    }
 
 
 def _public(job: Job) -> dict[str, Any]:

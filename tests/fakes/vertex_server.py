@@ -7,6 +7,8 @@ Routes (``v1beta1``, the SDK's default, and ``v1``):
 * ``GET    /{v}/projects/{p}/locations/{l}/tuningJobs/{id}``          get (advances the job one step)
 * ``POST   /{v}/projects/{p}/locations/{l}/tuningJobs/{id}:cancel``   cancel
 * ``POST   /{v}/projects/{p}/locations/{l}/endpoints/{e}:generateContent``
+* ``POST   /{v}/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`` (a base
+  model registered with ``add_judge``: it answers judge requests with its preference)
 
 Errors are Google's ``{"error": {"code", "message", "status"}}``. A job reads its training file
 from GCS (fake-gcs-server, via ``STORAGE_EMULATOR_HOST``) when created, as Vertex validates the
@@ -95,6 +97,8 @@ class FakeVertex:
         self.http = FakeHTTPServer(error_body=_error, auth=self._auth)
         self.jobs: dict[str, Job] = {}
         self.memories: dict[str, Memory] = {}  # endpoint resource name -> what its model knows
+        self.judges: dict[str, Any] = {}  # base model -> prefer(conversation, reply_a, reply_b): answers as a judge
+        self.judged: list[dict[str, str]] = []
         self.plans: deque[Plan] = deque()
         self.malformed_every = 0
         self.answered = 0
@@ -116,6 +120,11 @@ class FakeVertex:
 
     def next_job(self, plan: Plan) -> None:
         self.plans.append(plan)
+
+    def add_judge(self, model: str, prefer) -> str:
+        """Base model ``model`` answers judge requests with ``prefer(conversation, reply_a, reply_b)``."""
+        self.judges[model] = prefer
+        return model
 
     def release(self, name: str) -> None:
         with self._lock:
@@ -269,6 +278,23 @@ class FakeVertex:
                                                     "message": f"TuningJob {name} is in state {job.state} and cannot be cancelled."}})
                 job.body.update(state="JOB_STATE_CANCELLING", updateTime=_now())
                 return Response(200, {})
+
+        @r("POST", _V + "/publishers/google/models/(?P<model>[^/:]+):generateContent", "publisher.generateContent")
+        def generate_base(req: Request) -> Response:
+            from tests.fakes.chat_data import judge_parts
+
+            model = req.params["model"]
+            if model not in self.judges:
+                return Response(404, _error(404, f"Publisher Model projects/{req.params['project']}/locations/"
+                                                 f"{req.params['location']}/publishers/google/models/{model} not found."))
+            user = [c for c in req.json().get("contents", []) if c.get("role") == "user"]
+            seen = judge_parts(" ".join(p.get("text", "") for p in user[-1]["parts"]) if user else "")
+            with self._lock:
+                self.answered += 1
+                self.judged.append(seen)
+            text = self.judges[model](seen["conversation"], seen["reply_a"], seen["reply_b"])
+            return Response(200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                                                  "finishReason": "STOP", "index": 0}], "modelVersion": model})
 
         @r("POST", _V + "/endpoints/(?P<endpoint>[^/:]+):generateContent", "generateContent")
         def generate(req: Request) -> Response:

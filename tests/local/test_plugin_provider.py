@@ -60,3 +60,15 @@ def test_a_plugin_providers_config_is_checked_by_the_first_task(plugin, loop_env
         run("continuous-tuning", params, loop_env["root"])
     assert "unknown key 'min_cout' (did you mean 'min_count'?) for the word-vote provider" in str(info.value)
     assert not (loop_env["reports"].parent / "datasets").exists()  # nothing extracted or published
+
+
+def test_a_plugin_providers_task_kinds_count_in_the_first_tasks_refusal(plugin, tmp_path):
+    from tuneloop.chat_eval import providers_for
+    from tuneloop.config import ConfigError
+    from tuneloop.stages import check_config
+
+    assert "word-vote" in providers_for("classification") and "word-vote" not in providers_for("chat")
+    common = {"registry_uri": str(tmp_path / "r"), "model_name": "m", "hyperparameters": {}, "thresholds": {}}
+    with pytest.raises(ConfigError, match=r"provider='word-vote' tunes \['classification'\] tasks, not task='chat'"):
+        check_config(provider="word-vote", task="chat", **common)
+    assert check_config(provider="word-vote", task="classification", **common)["task"] == "classification"

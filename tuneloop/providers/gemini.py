@@ -71,6 +71,8 @@ STATES = {
 }
 LIVE = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_UPDATING", "JOB_STATE_PAUSED")
 _ENDPOINT = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/endpoints/[^/]+$")
+# A base model asked as it is (a judge): ``gemini-2.5-flash`` or ``publishers/google/models/gemini-2.5-flash``.
+_BASE_MODEL = re.compile(r"^(?:publishers/google/models/)?gemini-[A-Za-z0-9.\-@]+$")
 
 
 @dataclass(frozen=True)
@@ -115,13 +117,12 @@ def contents_of(example: Example):
     """``(system_instruction or None, contents)`` for generate_content, from an example's prompt turns."""
     from google.genai import types
 
-    system, contents = [], []
-    for m in hosted.prompt_messages(example):
-        if m["role"] == "system":
-            system.append(m["content"])
-        else:
-            role = "model" if m["role"] == "assistant" else "user"
-            contents.append(types.Content(role=role, parts=[types.Part(text=m["content"])]))
+    turns = hosted.prompt_messages(example)
+    system = [m["content"] for m in turns if m["role"] == "system"]
+    contents = [
+        types.Content(role="model" if m["role"] == "assistant" else "user", parts=[types.Part(text=m["content"])])
+        for m in hosted.alternating(turns)  # roles alternate, user first, as generateContent expects
+    ]
     return ("\n\n".join(system) or None), contents
 
 
@@ -417,16 +418,23 @@ class GeminiProvider(hosted.HostedProvider):
         self.log(f"[gemini] cancelled job {handle.job_id}")
 
     def predict(self, model_ref: str, examples: Sequence[Example]) -> list[str]:
-        """``generate_content`` on the tuned endpoint per example (temperature 0); its text."""
+        """``generate_content`` on the tuned endpoint per example (temperature 0); its text.
+
+        A Gemini base model name (``gemini-2.5-flash``, or its ``publishers/google/models/`` form) is
+        asked as it is, in the provider's project and region: what a judge names.
+        """
         from google.genai import types
 
         m = _ENDPOINT.match(model_ref or "")
-        if not m:
+        if m:
+            client = self.client(m["project"], m["location"])
+        elif _BASE_MODEL.match(model_ref or ""):
+            client = self.client()
+        else:
             raise ProviderError(
-                f"model_ref={model_ref!r} is not a Vertex endpoint (projects/<p>/locations/<l>/endpoints/<id>); "
-                "pass the model_ref a gemini tuning job returned"
+                f"model_ref={model_ref!r} is not a Vertex endpoint (projects/<p>/locations/<l>/endpoints/<id>) nor a "
+                "Gemini base model (gemini-...); pass the model_ref a gemini tuning job returned, or a model name"
             )
-        client = self.client(m["project"], m["location"])
         policy = self.predict_policy
 
         def ask(example: Example) -> str:

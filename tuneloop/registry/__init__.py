@@ -8,6 +8,7 @@ string: a directory or ``gs://`` prefix is the file registry (:class:`FileRegist
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from tuneloop import storage
@@ -51,4 +52,14 @@ def model_ref_of(record: VersionRecord) -> str:
     return record.model_ref
 
 
-__all__ = ["ChampionMoved", "FileRegistry", "RegistryError", "VersionRecord", "model_ref_of", "open_registry"]
+def task_of_record(record: VersionRecord) -> str:
+    """The task kind a registered version was tuned for (``config.task``, else its blessing's, else
+    ``classification``: versions registered before tasks were recorded)."""
+    for source in (record.config, record.blessing):
+        if isinstance(source, Mapping) and source.get("task"):
+            return str(source["task"])
+    return "classification"
+
+
+__all__ = ["ChampionMoved", "FileRegistry", "RegistryError", "VersionRecord", "model_ref_of", "open_registry",
+           "task_of_record"]

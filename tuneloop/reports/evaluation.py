@@ -197,7 +197,9 @@ def metrics_section(record: Mapping[str, Any]) -> Safe | None:
     if checks:
         parts.append(tag("h3", "Threshold checks"))
         kinds = {"min": "candidate >= minimum", "max_drop": f"candidate >= {name} - max drop",
-                 "same_rows": "same eval rows"}
+                 "same_rows": "same eval rows",
+                 "judge_lower_bound": "judge's lower bound >= 0.5 - max_drop.win_rate",
+                 "none": "no threshold applies"}
         parts.append(table(
             ["metric", "rule", "candidate", "bound", "result"],
             [[c.get("metric"), kinds.get(c.get("kind"), c.get("kind")), num(c.get("candidate")),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,16 @@ FEWSHOT_FILE = "fewshot.json"
 FEWSHOT_SCHEMA = "tuneloop.fewshot/v1"
 KEY_TAG = "tuneloop-key"
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
+# Base models asked as they are (a judge): an Anthropic API model id, or a Bedrock model / inference profile id.
+ANTHROPIC_MODEL = re.compile(r"^claude-[A-Za-z0-9.\-@]+$")
+BEDROCK_MODEL = re.compile(r"^(?:[a-z]{2,4}\.)?anthropic\.claude-[A-Za-z0-9.\-:]+$")
 
 
 def split_system(messages: list[dict[str, str]]) -> tuple[str, list[dict[str, str]]]:
-    """``(system text, the other turns)`` of a conversation."""
+    """``(system text, the other turns)`` of a conversation; the other turns alternate, user first
+    (:func:`~tuneloop.providers.hosted.alternating`), as the Messages API and Bedrock require."""
     system = [m["content"] for m in messages if m["role"] == "system"]
-    return "\n\n".join(system), [m for m in messages if m["role"] != "system"]
+    return "\n\n".join(system), hosted.alternating(messages)
 
 
 def read_fewshot(model_ref: str) -> dict[str, Any] | None:
@@ -119,17 +124,24 @@ class ClaudeFamily(hosted.HostedProvider):
 
     # -- predict -------------------------------------------------------------------------------
     def predict(self, model_ref: str, examples: Sequence[Example]) -> list[str]:
-        """A few-shot adapter directory -> Anthropic Messages API; a Bedrock model ARN -> InvokeModel."""
+        """A few-shot adapter directory -> Anthropic Messages API; a Bedrock model ARN -> InvokeModel.
+
+        A base model id is asked as it is (what a judge names): ``claude-...`` on the Anthropic API,
+        ``anthropic.claude-...`` (or an inference profile ``us.anthropic.claude-...``) on Bedrock.
+        """
         policy = self.predict_policy
         art = read_fewshot(model_ref) if model_ref and not model_ref.startswith("arn:") else None
         if art is not None:
             ask = self._fewshot_asker(art, policy)
-        elif model_ref.startswith("arn:aws"):
+        elif model_ref.startswith("arn:aws") or BEDROCK_MODEL.match(model_ref or ""):
             ask = self._bedrock_asker(model_ref, policy)
+        elif ANTHROPIC_MODEL.match(model_ref or ""):
+            ask = self._fewshot_asker({"exemplars": [], "instruction": "", "base_model": model_ref}, policy)
         else:
             raise ProviderError(
-                f"model_ref={model_ref!r} is neither a few-shot adapter directory (with {FEWSHOT_FILE}) nor a "
-                "Bedrock model ARN; pass the model_ref a claude job returned"
+                f"model_ref={model_ref!r} is neither a few-shot adapter directory (with {FEWSHOT_FILE}), a Bedrock "
+                "model ARN, nor a base model id (claude-..., anthropic.claude-...); pass the model_ref a claude job "
+                "returned, or a model id"
             )
         answers, self.last_predict = hosted.predict_all(
             ask, examples, policy=policy, counter=self.counter, what=f"[{self.name}] predict {model_ref}",
@@ -151,11 +163,12 @@ class ClaudeFamily(hosted.HostedProvider):
         def ask(example: Example) -> str:
             system, msgs = split_system(hosted.prompt_messages(example))
             instruction = art["instruction"] + (f"\n\n{system}" if system and system not in art["instruction"] else "")
+            kwargs = {"system": instruction.strip()} if instruction.strip() else {}
             r = client.messages.create(  # this SDK has no sampling parameters: the model's defaults
                 model=art["base_model"],
                 max_tokens=policy.max_output_tokens,
-                system=instruction,
                 messages=[*prefix, *msgs],
+                **kwargs,
             )
             return "".join(b.text for b in r.content if getattr(b, "type", "") == "text")
 

@@ -18,10 +18,12 @@ from tuneloop.providers.hosted.config import HostedConfig
 from tuneloop.providers.hosted.poll import EventLog, Poller, PollPolicy
 from tuneloop.providers.hosted.predict import (
     FATAL_PREDICT_STATUSES,
+    OPENING_TURN,
     PredictPolicy,
     PredictStats,
     RequestCapReached,
     RequestCounter,
+    alternating,
     predict_all,
     prompt_messages,
 )
@@ -46,8 +48,8 @@ from tuneloop.providers.hosted.retry import (
 )
 
 __all__ = [
-    "FATAL_PREDICT_STATUSES", "RETRY_STATUSES", "DeadlineExceeded", "EventLog", "Failure", "HostedConfig",
+    "FATAL_PREDICT_STATUSES", "OPENING_TURN", "RETRY_STATUSES", "DeadlineExceeded", "EventLog", "Failure", "HostedConfig",
     "HostedProvider", "PollPolicy", "Poller", "PredictPolicy", "PredictStats", "RequestCapReached",
-    "RequestCounter", "RetryPolicy", "call", "check_budget", "check_file", "check_model", "classify", "describe",
+    "RequestCounter", "RetryPolicy", "alternating", "call", "check_budget", "check_file", "check_model", "classify", "describe",
     "load_catalog_for", "parse_retry_after", "predict_all", "prompt_messages", "read_bytes", "resolve_file",
 ]

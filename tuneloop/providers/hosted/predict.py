@@ -152,6 +152,30 @@ def predict_all(
     return answers, stats
 
 
+# The user turn put before a conversation whose first turn is the assistant's, for APIs that need a user first.
+OPENING_TURN = "(The conversation starts.)"
+
+
+def alternating(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Non-system turns as the Anthropic/Bedrock/Gemini chat APIs take them: roles alternating, user first.
+
+    Consecutive turns of one role are merged (joined by a blank line) and a conversation that opens with
+    the assistant gets :data:`OPENING_TURN` before it. A prompt that already alternates is returned as is
+    (a classification prompt, a game conversation whose other players' lines were merged).
+    """
+    out: list[dict[str, str]] = []
+    for m in messages:
+        if m["role"] == "system":
+            continue
+        if out and out[-1]["role"] == m["role"]:
+            out[-1] = {"role": m["role"], "content": f"{out[-1]['content']}\n\n{m['content']}"}
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    if out and out[0]["role"] == "assistant":
+        out.insert(0, {"role": "user", "content": OPENING_TURN})
+    return out
+
+
 def prompt_messages(example: Example) -> list[dict[str, str]]:
     """The conversation up to the answer: the example's turns minus a final assistant turn."""
     msgs = [{"role": m.role, "content": m.content} for m in example.messages]
