@@ -34,7 +34,8 @@ SHORT_FRACTION = 0.08
 MALFORMED_FRACTION = 0.08
 SURVIVAL_RATE = 0.55
 # What export-dataset / continuous-tuning take to read these games (the demo's game loop).
-GAME_LOOP_PARAMS = {"table": GAMES_TABLE, "extract_query": "ai_survived_games", "query_params": {"min_messages": 6}}
+GAME_LOOP_PARAMS = {"table": GAMES_TABLE, "extract_query": "ai_survived_games", "query_params": {"min_messages": 6},
+                    "task": "chat"}
 
 NAMES = (
     "maya", "jordan", "priya", "tom", "lena", "sam", "alex", "noor", "diego", "kai", "zoe", "ben", "ivy",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.examples import SOURCES, Example, ExampleError, classification_example, iter_jsonl_dicts
-from tuneloop.warehouse.base import InsertError, example_to_row, iso, open_warehouse, to_utc, utc_now
+from tuneloop.warehouse.base import InsertError, example_to_row, iso, open_warehouse, to_utc, utc_datetime
 from tuneloop.warehouse.sql import validate_identifier
 
 CSV_COLUMNS: Mapping[str, str] = {
@@ -134,7 +134,7 @@ def load_file(
         raise ValueError(f"source={source!r} is not one of {list(SOURCES)}")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError(f"chunk_rows={chunk_rows!r} must be an integer >= 1")
-    landed = utc_now() if ingested_at is None else to_utc(ingested_at, "ingested_at")
+    landed = utc_datetime() if ingested_at is None else to_utc(ingested_at, "ingested_at")
     if not p.is_file():
         raise FileNotFoundError(f"path={str(p)!r}: no such file")
     suffix = p.suffix.lower()

@@ -179,7 +179,10 @@ def test_the_first_task_refuses_the_query_before_any_work(tmp_path):
     base = dict(provider="sklearn", registry_uri=str(tmp_path / "reg"), model_name="m", thresholds={},
                 hyperparameters={})
     assert check_config(**base)["provider"] == "sklearn"  # no query: unchanged
-    assert check_config(**base, extract_query="ai_survived_games", query_params={"min_messages": 4.0})
+    chat = {**base, "provider": "oss-lora", "task": "chat"}
+    assert check_config(**chat, extract_query="ai_survived_games", query_params={"min_messages": 4.0})
+    with pytest.raises(ConfigError, match=r"makes chat examples, but task='classification'"):
+        check_config(**base, extract_query="ai_survived_games", query_params={"min_messages": 4.0})
     with pytest.raises(ConfigError, match=r"2 statements"):
         check_config(**base, extract_query=_sql(tmp_path, GOOD + "; DROP TABLE tickets"), query_params={"queue": "b"})
     with pytest.raises(ConfigError, match=r"uses @queue"):

@@ -171,7 +171,7 @@ class Warehouse(Protocol):
 # -- rows ----------------------------------------------------------------------------------------
 
 
-def utc_now() -> dt.datetime:
+def utc_datetime() -> dt.datetime:
     """The current time as an aware UTC datetime (microseconds)."""
     return dt.datetime.now(dt.UTC)
 
@@ -241,7 +241,7 @@ def coerce_row(row: Mapping[str, Any], *, now: dt.datetime | None = None) -> dic
         v = row.get(col)
         out[col] = None if v is None else to_utc(v, col)
     if out[COL_INGESTED_AT] is None:
-        out[COL_INGESTED_AT] = now or utc_now()
+        out[COL_INGESTED_AT] = now or utc_datetime()
     return {c: out[c] for c in TABLE_COLUMNS}
 
 
@@ -395,7 +395,7 @@ class Ingestor:
             if not self._buffer:
                 return 0
             batch = self._buffer[:]
-            stamp = utc_now()
+            stamp = utc_datetime()
             try:
                 n = self.warehouse.insert_rows(self.table, [{**r, COL_INGESTED_AT: stamp} for r in batch])
             except Exception as exc:

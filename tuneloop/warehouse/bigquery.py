@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.warehouse import sql
-from tuneloop.warehouse.base import TABLE_COLUMNS, InsertError, WarehouseError, coerce_row, iso, utc_now
+from tuneloop.warehouse.base import TABLE_COLUMNS, InsertError, WarehouseError, coerce_row, iso, utc_datetime
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 STORAGE_EMULATOR_ENV = "BIGQUERY_STORAGE_EMULATOR_HOST"
@@ -401,7 +401,7 @@ class BigQueryWarehouse:
                 when the connection was lost mid-request some rows of that request may have landed).
         """
         fq = self.qualify(table)
-        now = utc_now()
+        now = utc_datetime()
         payload = []
         for i, r in enumerate(rows):
             try:

@@ -27,7 +27,7 @@ from tuneloop.warehouse.base import (
     WarehouseError,
     coerce_row,
     duckdb_uri,
-    utc_now,
+    utc_datetime,
 )
 
 MAX_PARTS = 2  # table or schema.table
@@ -184,7 +184,7 @@ class DuckDBWarehouse:
 
         del row_ids
         target = sql.quote_identifier(table, dialect="duckdb", max_parts=MAX_PARTS)
-        now = utc_now()
+        now = utc_datetime()
         coerced = []
         for i, r in enumerate(rows):
             try:

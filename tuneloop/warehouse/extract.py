@@ -32,7 +32,7 @@ from tuneloop.warehouse.base import (
     json_safe_row,
     open_warehouse,
     to_utc,
-    utc_now,
+    utc_datetime,
 )
 from tuneloop.warehouse.sql import load_query, validate_identifier
 
@@ -150,7 +150,7 @@ def iter_extract(
             )
         params = {
             "watermark": since,
-            "read_until": utc_now() - dt.timedelta(seconds=settle_seconds),
+            "read_until": utc_datetime() - dt.timedelta(seconds=settle_seconds),
             "max_rows": NO_LIMIT if max_rows is None else max_rows,
         }
         query = getattr(wh, "query_batches", None)

@@ -77,7 +77,7 @@ from tuneloop.warehouse.base import (
     iso,
     open_warehouse,
     to_utc,
-    utc_now,
+    utc_datetime,
 )
 from tuneloop.warehouse.extract import EPOCH, NO_LIMIT, ExtractBatch, ExtractSummary, row_to_example
 from tuneloop.warehouse.sql import IDENTIFIER_RULE, load_query, validate_identifier
@@ -690,7 +690,7 @@ def iter_query_extract(
         params = {
             **query.params,
             "watermark": since,
-            "read_until": utc_now() - dt.timedelta(seconds=settle_seconds),
+            "read_until": utc_datetime() - dt.timedelta(seconds=settle_seconds),
             "max_rows": NO_LIMIT if max_rows is None else max_rows,
         }
         dry_run = getattr(wh, "statement_type", None)
