@@ -31,7 +31,7 @@ from tuneloop import storage
 TABLE = "interactions"
 GAME_MODEL = "game-player"
 # oss-lora on the tiny base: seconds per run on 2 CPU cores (short replies, a few dozen LoRA steps).
-GAME_HYPERPARAMETERS = {"max_steps": 40, "batch_size": 8, "max_seq_len": 256, "learning_rate": 2e-3,
+GAME_HYPERPARAMETERS = {"max_steps": 60, "batch_size": 8, "max_seq_len": 256, "learning_rate": 3e-3,
                         "rank": 8, "alpha": 16, "eval_interval": 0, "checkpoint_interval": 0,
                         "max_new_tokens": 24}
 
@@ -115,9 +115,22 @@ def _print_run(run: int, path: Path) -> None:
 
 
 def game_texts(rows) -> list[str]:
-    """The chat of generated games as plain ``Name: text`` lines, one text per game (the tiny base reads it)."""
-    return ["\n".join(f"{line.get('speaker')}: {line.get('text')}" for line in row.get("chat_log") or []
-                      if line.get("speaker") and line.get("text")) for row in rows]
+    """Generated games as the chat the tiny base pre-trains on: each AI seat's side of its game as one
+    conversation in the base's ChatML template (the same shaping as ``ai_survived_games``), so the base
+    has seen who speaks when before LoRA teaches it the survivors' replies."""
+    from tuneloop.examples import ExampleError
+    from tuneloop.warehouse.game_chat import conversation_from_row
+
+    texts = []
+    for row in rows:
+        for seat in row.get("ai_seats") or []:
+            flat = {**row, "seat_player": seat.get("player"), "seat_outcome": "survived"}
+            try:
+                ex = conversation_from_row(flat)
+            except ExampleError:
+                continue  # the malformed games: nothing to read
+            texts.append("".join(f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in ex.messages))
+    return texts
 
 
 def game_loop(out: Path, *, seed: int = 0, games: int = 300, new_games: int = 200, verbose: bool = False) -> None:
@@ -127,6 +140,9 @@ def game_loop(out: Path, *, seed: int = 0, games: int = 300, new_games: int = 20
     from tuneloop.providers.oss_lora import tiny
     from tuneloop.warehouse import duckdb_uri
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the base is saved in one shard: no bar to watch
     out.mkdir(parents=True, exist_ok=True)
     warehouse = duckdb_uri(str(out / "games.duckdb"))
     print(f"\n--- the game loop: {GAME_MODEL} (chat, oss-lora on a tiny model, CPU) ---")
@@ -146,6 +162,9 @@ def game_loop(out: Path, *, seed: int = 0, games: int = 300, new_games: int = 20
         "provider": "oss-lora",
         "base_model": str(base),
         "hyperparameters": GAME_HYPERPARAMETERS,
+        # no paid judge here: reference metrics decide (a judge is one parameter: judge="openai:MODEL")
+        "min_values": {"chrf": 0.05},
+        "max_drop": {"chrf": 0.02, "rouge_l": 0.02},
         "reports_uri": str(reports),
     }
     seen: set[Path] = set()

@@ -219,6 +219,8 @@ def summary_table(summary: Mapping[str, Any], manifest: Mapping[str, Any] | None
                      _fmt(summary.get("champion_evaluated")) if (champ or summary.get("champion_evaluated"))
                      else "none (first run)"))
     metrics = [m for m in ("accuracy", "macro_f1", "macro_precision", "macro_recall") if m in cand or m in champ]
+    if not metrics:  # a chat model: the reference metrics, the judge's win rate, the replies left empty
+        metrics = [m for m in ("chrf", "rouge_l", "win_rate", "empty") if m in cand or m in champ]
     if not metrics:
         metrics = [k for k, v in cand.items() if isinstance(v, int | float) and not isinstance(v, bool)][:6]
     for metric in metrics:

@@ -78,3 +78,14 @@ def test_the_summary_table_of_a_skip_and_of_a_selfplay_run():
           "promoted_version": "v3", "champion_after": "v3", "champion_evaluated": "v2"}
     table = summary_table(sp)
     assert "gauntlet vs_random" in table and "0.900" in table and "1200/40000" in table and "BLESSED" in table
+
+
+def test_the_summary_table_of_a_chat_run_shows_reference_metrics_and_empty_replies_not_counts():
+    chat = {"run": "r3", "provider": "oss-lora", "task": "chat", "champion_evaluated": "v1",
+            "candidate_metrics": {"n": 30, "chrf": 0.412, "rouge_l": 0.305, "empty": 2, "win_rate": 0.6},
+            "champion_metrics": {"n": 30, "chrf": 0.377, "rouge_l": 0.296, "empty": 5},
+            "decision": {"blessed": True, "reason": "blessed"}, "promoted_version": "v2", "champion_after": "v2"}
+    rows = {line.split("  ")[1].strip(): line for line in summary_table(chat).splitlines() if line.startswith("  ")}
+    assert "0.412 | 0.377" in rows["chrf"] and "0.305 | 0.296" in rows["rouge_l"]
+    assert "2 | 5" in rows["empty"] and "0.600 | -" in rows["win_rate"]
+    assert "n" not in rows  # the eval row count is not a metric
