@@ -135,12 +135,12 @@ def game_texts(rows) -> list[str]:
 
 def game_loop(out: Path, *, seed: int = 0, games: int = 300, new_games: int = 200, verbose: bool = False) -> None:
     """The game loop, twice: generated games -> ``ai_survived_games`` -> oss-lora chat -> chrF / ROUGE-L."""
+    from transformers.utils import logging as hf_logging
+
     from tuneloop import demo_games
     from tuneloop.pipelines.local_runner import run_local
     from tuneloop.providers.oss_lora import tiny
     from tuneloop.warehouse import duckdb_uri
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the base is saved in one shard: no bar to watch
     out.mkdir(parents=True, exist_ok=True)

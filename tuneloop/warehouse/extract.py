@@ -305,15 +305,24 @@ def extract_to_files(
     Memory stays at about one batch however many rows are new. The files hold exactly what
     :func:`extract_new` returns (same rows, same order).
     """
+    watermark_from = None if watermark is None else iso(_check_args(table, watermark, max_rows, settle_seconds))
+    batches = iter_extract(
+        warehouse_uri, table, watermark, max_rows=max_rows, settle_seconds=settle_seconds, batch_rows=batch_rows
+    )
+    return write_batches(batches, examples_path, quarantine_path, watermark_from)
+
+
+def write_batches(
+    batches: Iterable[ExtractBatch], examples_path: str | Path, quarantine_path: str | Path, watermark_from: str | None
+) -> ExtractSummary:
+    """Write extract batches as they come (examples to Parquet, quarantine to JSONL) and sum them up; the new
+    watermark is the newest row read (``watermark_from`` when none was)."""
     from tuneloop.examples import ExamplesParquetWriter, JsonlWriter
 
-    watermark_from = None if watermark is None else iso(_check_args(table, watermark, max_rows, settle_seconds))
     rows = n_examples = n_quarantined = recomputed = 0
     newest: dt.datetime | None = None
     with ExamplesParquetWriter(examples_path) as out, JsonlWriter(quarantine_path) as bad:
-        for batch in iter_extract(
-            warehouse_uri, table, watermark, max_rows=max_rows, settle_seconds=settle_seconds, batch_rows=batch_rows
-        ):
+        for batch in batches:
             out.write(batch.examples)
             bad.write(batch.quarantined)
             rows += batch.rows_read

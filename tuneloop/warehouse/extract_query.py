@@ -79,7 +79,14 @@ from tuneloop.warehouse.base import (
     to_utc,
     utc_datetime,
 )
-from tuneloop.warehouse.extract import EPOCH, NO_LIMIT, ExtractBatch, ExtractSummary, row_to_example
+from tuneloop.warehouse.extract import (
+    EPOCH,
+    NO_LIMIT,
+    ExtractBatch,
+    ExtractSummary,
+    row_to_example,
+    write_batches,
+)
 from tuneloop.warehouse.sql import IDENTIFIER_RULE, load_query, validate_identifier
 
 RESERVED_PARAMS = {
@@ -833,7 +840,6 @@ def query_extract_to_files(
         QueryRefused: the query was refused (nothing ran; the files are not written).
         WarehouseError: the table is missing or the query failed.
     """
-    from tuneloop.examples import ExamplesParquetWriter, JsonlWriter
 
     query = extract_query if isinstance(extract_query, ExtractQuery) else resolve(extract_query, query_params)
     if query is None:
@@ -843,27 +849,7 @@ def query_extract_to_files(
     batches = iter_query_extract(warehouse_uri, query, watermark, table=table, max_rows=max_rows,
                                  settle_seconds=settle_seconds, batch_rows=batch_rows)
     first = next(batches, None)  # a refusal or a missing table raises before any file is written
-    rows = n_examples = n_quarantined = recomputed = 0
-    newest: dt.datetime | None = None
-    with ExamplesParquetWriter(examples_path) as out, JsonlWriter(quarantine_path) as bad:
-        for batch in _chain(first, batches):
-            out.write(batch.examples)
-            bad.write(batch.quarantined)
-            rows += batch.rows_read
-            n_examples += len(batch.examples)
-            n_quarantined += len(batch.quarantined)
-            recomputed += batch.ids_recomputed
-            if batch.newest is not None and (newest is None or batch.newest > newest):
-                newest = batch.newest
-    return ExtractSummary(
-        rows_read=rows,
-        examples=n_examples,
-        quarantined=n_quarantined,
-        watermark_from=watermark_from,
-        watermark_to=iso(newest) if newest is not None else watermark_from,
-        ids_recomputed=recomputed,
-        notes=(f"{recomputed} stored id(s) disagreed with the content hash; the hash is the id",) if recomputed else (),
-    )
+    return write_batches(_chain(first, batches), examples_path, quarantine_path, watermark_from)
 
 
 def _chain(first: ExtractBatch | None, rest: Iterator[ExtractBatch]) -> Iterator[ExtractBatch]:
