@@ -332,18 +332,28 @@ def _pipeline_name(template_path: str) -> str:
 
 
 def _job(aiplatform, template_path, target, params, *, job_id, display_name, enable_caching, labels):
-    name = _pipeline_name(template_path)
-    return aiplatform.PipelineJob(
-        display_name=display_name or name,
-        template_path=template_path,
-        job_id=job_id,
-        pipeline_root=target.pipeline_root,
-        parameter_values=check_params(params),
-        enable_caching=enable_caching,
-        labels={**target.labels, **check_labels(labels or {})},
-        project=target.project,
-        location=target.region,
-    )
+    """The ``PipelineJob`` of a template; a template or credentials that cannot be read are refused, named.
+
+    Raises:
+        ValueError, TypeError: bad parameters or labels (as raised).
+        CloudError: the template (gs://, Artifact Registry) or the credentials could not be read.
+    """
+    try:
+        return aiplatform.PipelineJob(
+            display_name=display_name or _pipeline_name(template_path),
+            template_path=template_path,
+            job_id=job_id,
+            pipeline_root=target.pipeline_root,
+            parameter_values=check_params(params),
+            enable_caching=enable_caching,
+            labels={**target.labels, **check_labels(labels or {})},
+            project=target.project,
+            location=target.region,
+        )
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:  # reading the template (gs://, Artifact Registry) or the credentials
+        raise _refused(f"cannot load template {template_path}", exc) from exc
 
 
 def _console(project: str, region: str, kind: str, ident: str) -> str:
@@ -389,21 +399,16 @@ def submit_pipeline(
         )
     params = check_params(params)
     aiplatform = init_vertex(target.project, target.region)
-    try:
-        job = _job(
-            aiplatform,
-            template_path,
-            target,
-            params,
-            job_id=job_id,
-            display_name=display_name,
-            enable_caching=enable_caching,
-            labels=labels,
-        )
-    except (ValueError, TypeError):
-        raise
-    except Exception as exc:  # reading the template (gs://, Artifact Registry) or the credentials
-        raise _refused(f"cannot load template {template_path}", exc) from exc
+    job = _job(
+        aiplatform,
+        template_path,
+        target,
+        params,
+        job_id=job_id,
+        display_name=display_name,
+        enable_caching=enable_caching,
+        labels=labels,
+    )
     parent = f"projects/{target.project}/locations/{target.region}"
     name = f"{parent}/pipelineJobs/{job.job_id}"
     resource = job._gca_resource  # the spec built by PipelineJob (gca_resource refuses before creation)
@@ -492,21 +497,16 @@ def create_schedule(
             "delete it first (`tuneloop schedule delete`) or pick another --name"
         )
     aiplatform = init_vertex(target.project, target.region)
-    try:
-        job = _job(
-            aiplatform,
-            template_path,
-            target,
-            params,
-            job_id=None,
-            display_name=display_name,
-            enable_caching=None,
-            labels=labels,
-        )
-    except (ValueError, TypeError):
-        raise
-    except Exception as exc:  # reading the template (gs://, Artifact Registry) or the credentials
-        raise _refused(f"cannot load template {template_path}", exc) from exc
+    job = _job(
+        aiplatform,
+        template_path,
+        target,
+        params,
+        job_id=None,
+        display_name=display_name,
+        enable_caching=None,
+        labels=labels,
+    )
     schedule = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
     try:
         schedule.create(
