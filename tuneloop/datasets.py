@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,21 +228,26 @@ def build_dataset_files(
             for fmt in formats
         ]
         parquet = {s: ex.ExamplesParquetWriter(out / CANONICAL_DIR / f"{s}.parquet") for s in ex.SPLITS}
+        specs = [w.format_spec() for w in writers]
         try:
-            for batch in merge.batches(batch_rows):
+            for batch, formatted in _formatted_batches(merge.batches(batch_rows), specs):
                 rows: dict[str, list[int]] = {s: [] for s in ex.SPLITS}
                 for i, example_id in enumerate(batch.column("id").to_pylist()):
                     rows[split_of(example_id)].append(i)
-                examples = [ex.example_from_row(r) for r in batch.to_pylist()] if writers else []
                 for split, picked in rows.items():
                     if not picked:
                         continue
                     counts[split] += len(picked)
                     parquet[split].write_arrow(batch.take(picked))
-                    if writers:
-                        chunk = [examples[i] for i in picked]
+                    if formatted is not None:
+                        ids, weights, results = formatted
+                        for w, res in zip(writers, results, strict=True):
+                            w.write_formatted(split, [ids[i] for i in picked], [weights[i] for i in picked],
+                                              [res[i] for i in picked])
+                    elif writers:
+                        examples = ex.examples_from_batch(batch.take(picked))
                         for w in writers:
-                            w.write(split, chunk)
+                            w.write(split, examples)
         except BaseException:
             for w in writers:
                 w.abort()
@@ -278,6 +284,38 @@ def build_dataset_files(
             merge.close()
     storage.write_json(str(out / MANIFEST), manifest)
     return manifest
+
+
+def _formatted_batches(batches: Iterable[Any], specs: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+    """``(batch, formatted)`` per merged batch: ``formatted`` = ``(ids, weights, results per format)`` when
+    every format can be rendered in another process (:meth:`DatasetWriter.format_spec`), computed across the
+    machine's cores (:func:`tuneloop.parallel.ordered_map`), else None (the caller renders in process)."""
+    from tuneloop.parallel import ordered_map
+
+    if not specs or any(spec is None for spec in specs):
+        for batch in batches:
+            yield batch, None
+        return
+    held: deque[Any] = deque()
+
+    def tasks() -> Iterator[tuple[Any, Sequence[Any]]]:
+        for batch in batches:
+            held.append(batch)
+            yield batch, specs
+
+    for formatted in ordered_map(format_batch, tasks()):
+        yield held.popleft(), formatted
+
+
+def format_batch(task: tuple[Any, Sequence[Any]]) -> tuple[list[str], list[float], list[list[tuple]]]:
+    """A merged batch's ids, weights and each format's ``format_many`` results (in a worker process or here)."""
+    from tuneloop.formats.jsonl import paused_gc
+    from tuneloop.formats.render import format_rows
+
+    batch, specs = task
+    with paused_gc():  # one batch of small acyclic objects (see paused_gc)
+        examples = ex.examples_from_batch(batch)
+        return [e.id for e in examples], [e.weight for e in examples], [format_rows(s, examples) for s in specs]
 
 
 def data_files(built_dir: str | Path) -> list[str]:

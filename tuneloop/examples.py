@@ -280,6 +280,93 @@ def make_example(
     })
 
 
+_loads = json.loads
+_scan = json.JSONDecoder().scan_once  # the C scanner json.loads runs, without its Python wrapper
+_SOURCE_SET = frozenset(SOURCES)
+_TURN_KEYS = frozenset(("role", "content"))
+
+
+def _loads_fast(text: str) -> Any:
+    """``json.loads(text)`` for a document with no leading whitespace; raises ValueError where it would
+    (or for leading whitespace, which the caller treats as "not the common form")."""
+    try:
+        obj, end = _scan(text, 0)
+    except StopIteration as exc:
+        raise ValueError("not a JSON document") from exc
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        raise ValueError("extra data")
+    return obj
+
+
+def checked_parts(messages: Any, label: Any, source: Any, weight: Any, created_at: Any, meta: Any,
+                  meta_cache: dict[str, tuple[dict[str, Any], str]] | None = None):
+    """The fast path of :func:`make_example` for a record in the common form, without building objects.
+
+    Returns ``(id, turns, label, source, weight, created_at, meta, meta_json)`` exactly as
+    :func:`make_example` would make them (``turns``: the ``{role, content}`` dicts, ``meta``: a dict,
+    ``meta_json``: it as the canonical meta column spells it), or None when the record is not in the
+    common form (turn weights, values that are not JSON strings, anything invalid): the caller then
+    calls :func:`make_example`, which accepts it or says why not. Never accepts a record
+    :func:`make_example` would refuse. ``meta_cache`` (raw meta string -> parsed, spelled) saves
+    parsing the same meta again; its dicts are shared: do not change them.
+    """
+    if type(messages) is not str:
+        return None
+    try:
+        turns = _loads_fast(messages)
+    except ValueError:
+        return None
+    if type(turns) is not list or not turns:
+        return None
+    for m in turns:
+        if type(m) is not dict or len(m) != 2 or m.keys() != _TURN_KEYS:
+            return None
+        role, content = m["role"], m["content"]
+        if type(role) is not str or role not in _ROLE_SET or type(content) is not str or not content.strip():
+            return None
+    if label is not None:
+        if type(label) is not str:
+            return None
+        label = label.strip()
+        if not label:
+            return None
+    if type(source) is not str or source not in _SOURCE_SET:
+        return None
+    if weight is None:
+        weight = CORRECTED_WEIGHT if source == "corrected" else 1.0
+    elif type(weight) not in (float, int) or not weight > 0:
+        return None
+    if meta is None:
+        meta_obj, meta_json = {}, "{}"
+    elif type(meta) is str:
+        hit = meta_cache.get(meta) if meta_cache is not None else None
+        if hit is not None:
+            meta_obj, meta_json = hit
+        else:
+            if not meta.strip():
+                meta_obj = {}
+            else:
+                try:
+                    meta_obj = _loads(meta)
+                except ValueError:
+                    return None
+                if type(meta_obj) is not dict:
+                    return None
+            meta_json = _META_JSON(meta_obj)
+            if meta_cache is not None:
+                if len(meta_cache) >= 4096:
+                    meta_cache.clear()
+                meta_cache[meta] = (meta_obj, meta_json)
+    else:
+        return None
+    try:
+        created = normalize_timestamp(created_at if created_at is not None else utc_now())
+    except ExampleError:
+        return None
+    example_id = hashlib.sha256(_SORTED_JSON({"messages": turns, "label": label}).encode("utf-8")).hexdigest()[:32]
+    return example_id, turns, label, source, float(weight), created, meta_obj, meta_json
+
+
 def classification_example(
     text: str,
     label: str,
@@ -445,38 +532,84 @@ def _arrow_schema():
     )
 
 
-def to_arrow(examples: Iterable[Example]):
-    """Examples as an Arrow table of the canonical schema (messages built as flat columns + offsets)."""
-    import pyarrow as pa
+class ArrowColumns:
+    """Canonical examples collected as Arrow columns (messages as flat columns + offsets), then one table.
 
-    schema = _arrow_schema()
-    ids, labels, sources, weights, created, metas = [], [], [], [], [], []
-    roles, contents, turn_weights, offsets = [], [], [], [0]
-    for ex in examples:
-        ids.append(ex.id)
+    :meth:`add` takes an :class:`Example`; :meth:`add_checked` takes the parts of a record already
+    validated the way :func:`make_example` validates them (the extract's fast path), so no objects are built.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.labels: list[str | None] = []
+        self.sources: list[str] = []
+        self.weights: list[float] = []
+        self.created: list[str] = []
+        self.metas: list[str] = []
+        self.roles: list[str] = []
+        self.contents: list[str] = []
+        self.turn_weights: list[float | None] = []
+        self.offsets: list[int] = [0]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, ex: Example) -> None:
+        roles, contents, turn_weights = self.roles, self.contents, self.turn_weights
         for m in ex.messages:
             roles.append(m.role)
             contents.append(m.content)
             turn_weights.append(m.weight)
-        offsets.append(len(roles))
-        labels.append(ex.label)
-        sources.append(ex.source)
-        weights.append(ex.weight)
-        created.append(ex.created_at)
-        metas.append(_META_JSON(dict(ex.meta)))
-    msg_type = schema.field("messages").type
-    turns = pa.StructArray.from_arrays(
-        [pa.array(roles, pa.string()), pa.array(contents, pa.string()), pa.array(turn_weights, pa.float64())],
-        fields=list(msg_type.value_type),
-    )
-    messages = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), turns, type=msg_type)
-    columns = [pa.array(ids, pa.string()), messages, pa.array(labels, pa.string()), pa.array(sources, pa.string()),
-               pa.array(weights, pa.float64()), pa.array(created, pa.string()), pa.array(metas, pa.string())]
-    return pa.Table.from_arrays(columns, schema=schema)
+        self._row(ex.id, ex.label, ex.source, ex.weight, ex.created_at, _META_JSON(dict(ex.meta)))
+
+    def add_checked(self, example_id: str, turns: Sequence[Mapping[str, str]], label: str | None, source: str,
+                    weight: float, created_at: str, meta_json: str) -> None:
+        """A record whose turns are ``{role, content}`` mappings (no turn weights), all values already valid;
+        ``meta_json`` is the meta object as the canonical meta column spells it (``_META_JSON``)."""
+        roles, contents, turn_weights = self.roles, self.contents, self.turn_weights
+        for m in turns:
+            roles.append(m["role"])
+            contents.append(m["content"])
+            turn_weights.append(None)
+        self._row(example_id, label, source, weight, created_at, meta_json)
+
+    def _row(self, example_id, label, source, weight, created_at, meta_json) -> None:
+        self.offsets.append(len(self.roles))
+        self.ids.append(example_id)
+        self.labels.append(label)
+        self.sources.append(source)
+        self.weights.append(weight)
+        self.created.append(created_at)
+        self.metas.append(meta_json)
+
+    def table(self):
+        """The rows added so far as an Arrow table of the canonical schema."""
+        import pyarrow as pa
+
+        schema = _arrow_schema()
+        msg_type = schema.field("messages").type
+        turns = pa.StructArray.from_arrays(
+            [pa.array(self.roles, pa.string()), pa.array(self.contents, pa.string()),
+             pa.array(self.turn_weights, pa.float64())],
+            fields=list(msg_type.value_type),
+        )
+        messages = pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), turns, type=msg_type)
+        columns = [pa.array(self.ids, pa.string()), messages, pa.array(self.labels, pa.string()),
+                   pa.array(self.sources, pa.string()), pa.array(self.weights, pa.float64()),
+                   pa.array(self.created, pa.string()), pa.array(self.metas, pa.string())]
+        return pa.Table.from_arrays(columns, schema=schema)
+
+
+def to_arrow(examples: Iterable[Example]):
+    """Examples as an Arrow table of the canonical schema (messages built as flat columns + offsets)."""
+    cols = ArrowColumns()
+    for ex in examples:
+        cols.add(ex)
+    return cols.table()
 
 
 def from_arrow(table) -> list[Example]:
-    return [example_from_row(row) for row in table.to_pylist()]
+    return examples_from_batch(table)
 
 
 def example_from_row(row: Mapping[str, Any]) -> Example:
@@ -493,6 +626,33 @@ def example_from_row(row: Mapping[str, Any]) -> Example:
         "created_at": row["created_at"],
         "meta": json.loads(row["meta"]) if row["meta"] else {},
     })
+
+
+def examples_from_batch(batch) -> list[Example]:
+    """The examples of an Arrow table or record batch of the canonical schema (trusted, as
+    :func:`example_from_row`), read column by column; a meta spelling seen before is parsed once."""
+    cols = [batch.column(name).to_pylist() for name in RECORD_KEYS]
+    metas: dict[str, dict[str, Any]] = {"": {}, "{}": {}}
+    out = []
+    append, trusted, loads = out.append, _trusted, json.loads
+    for example_id, turns, label, source, weight, created_at, meta in zip(*cols, strict=True):
+        parsed = metas.get(meta) if meta is not None else {}
+        if parsed is None:
+            parsed = loads(meta)
+            if len(metas) < 4096:
+                metas[meta] = parsed
+        append(trusted(Example, {
+            "id": example_id,
+            "messages": tuple(
+                trusted(Message, {"role": m["role"], "content": m["content"], "weight": m["weight"]}) for m in turns
+            ),
+            "label": label,
+            "source": source,
+            "weight": weight,
+            "created_at": created_at,
+            "meta": dict(parsed),
+        }))
+    return out
 
 
 class ExamplesParquetWriter:
@@ -540,7 +700,7 @@ def iter_parquet(path: str | Path, batch_rows: int = 20_000) -> Iterator[list[Ex
 
     with pq.ParquetFile(str(path)) as f:
         for batch in f.iter_batches(batch_size=batch_rows):
-            yield [example_from_row(r) for r in batch.to_pylist()]
+            yield examples_from_batch(batch)
 
 
 def write_parquet(path: str | Path, examples: Iterable[Example]) -> int:

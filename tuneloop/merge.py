@@ -49,7 +49,8 @@ class Merge:
         self._tmp = tempfile.TemporaryDirectory(prefix="tuneloop-merge-")
         self._con = duckdb.connect(str(Path(self._tmp.name) / "merge.duckdb"))
         for setting in (f"memory_limit = '{memory_limit}'", f"temp_directory = {_literal(self._tmp.name)}",
-                        "preserve_insertion_order = true"):
+                        "preserve_insertion_order = true",
+                        "enable_progress_bar = false"):  # a long merge would draw a bar on the task's stdout
             self._run(f"SET {setting}")
         files = [*previous, new_path]
         parts = " UNION ALL ".join(

@@ -105,3 +105,67 @@ def test_dedupe_keeps_latest_and_dataset_hash_ignores_order():
     assert len(kept) == 2 and a2 in kept
     assert ex.dataset_hash([a1, b]) == ex.dataset_hash([b, a1])
     assert ex.dataset_hash([a1, b]) != ex.dataset_hash([a1])
+
+
+# -- the extract's fast path agrees with make_example ------------------------------------------
+
+_FAST_CASES = [
+    # (messages, label, source, weight, created_at, meta)
+    ('[{"role":"user","content":"where is my order"},{"role":"assistant","content":"shipping"}]',
+     "shipping", "live", None, "2025-06-01T00:00:00.000000Z", None),
+    ('[{"content":"é \\u2028 😀","role":"user"}]', "  billing ", "corrected", None, "2025-06-01T00:00:00Z", ""),
+    ('[{"role":"user","content":"x"}]', None, "imported", 3, "2025-06-01 10:00:00+02:00", '{"b": [1, 2.5], "a": "é"}'),
+    ('[{"role":"user","content":"x"}]', "a", "live", 0.5, "2025-06-01T00:00:00.000000Z", '{"channel":"chat"}'),
+    # every one of these is refused by make_example (or takes its slow path): the fast path must not accept it
+    ('[{"role":"user","content":"   "}]', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"\\u001c"}]', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"robot","content":"x"}]', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":["user"],"content":"x"}]', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":5}]', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x","extra":1}]', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"assistant","content":"x","weight":0}]', None, "live", None, "2025-06-01T00:00:00Z", None),
+    ('[]', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('{"role":"user","content":"x"}', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x"}', "a", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x"}]', "   ", "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x"}]', 7, "live", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x"}]', "a", "bot", None, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x"}]', "a", "live", 0, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x"}]', "a", "live", float("nan"), "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x"}]', "a", "live", True, "2025-06-01T00:00:00Z", None),
+    ('[{"role":"user","content":"x"}]', "a", "live", None, "yesterday", None),
+    ('[{"role":"user","content":"x"}]', "a", "live", None, "2025-02-30T00:00:00.000000Z", None),
+    ('[{"role":"user","content":"x"}]', "a", "live", None, "2025-06-01T00:00:00Z", "[1]"),
+    ('[{"role":"user","content":"x"}]', "a", "live", None, "2025-06-01T00:00:00Z", "{oops"),
+]
+
+
+@pytest.mark.parametrize("case", _FAST_CASES)
+def test_fast_path_gives_make_examples_example_or_leaves_the_row_to_it(case):
+    messages, label, source, weight, created_at, meta = case
+    parts = ex.checked_parts(messages, label, source, weight, created_at, meta)
+    try:
+        slow = ex.make_example(messages, label=label, source=source, weight=weight, created_at=created_at, meta=meta)
+    except ex.ExampleError:
+        assert parts is None  # refused rows always take the slow path, which names the field
+        return
+    if parts is None:  # a valid row in an uncommon form (turn weights): the slow path handles it
+        assert any(m.weight is not None for m in slow.messages)
+        return
+    cols = ex.ArrowColumns()
+    example_id, turns, lab, src, w, created, meta_obj, meta_json = parts
+    cols.add_checked(example_id, turns, lab, src, w, created, meta_json)
+    assert meta_json == ex._META_JSON(meta_obj)
+    assert cols.table().to_pylist() == ex.to_arrow([slow]).to_pylist()
+
+
+@pytest.mark.parametrize("messages", [' [{"role":"user","content":"x"}]', '[{"role":"user","content":"x"}] \n',
+                                      '\ufeff[{"role":"user","content":"x"}]', '[{"role":"user","content":"x"}] []'])
+def test_fast_path_and_make_example_agree_on_whitespace_and_trailing_data(messages):
+    parts = ex.checked_parts(messages, "a", "live", None, "2025-06-01T00:00:00Z", None, {})
+    try:
+        slow = ex.make_example(messages, label="a", created_at="2025-06-01T00:00:00Z")
+    except ex.ExampleError:
+        assert parts is None
+        return
+    assert parts is None or parts[0] == slow.id

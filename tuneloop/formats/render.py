@@ -93,6 +93,8 @@ class DatasetWriter:
             raise ValueError(f"min_examples={min_examples!r} must be an integer >= 1")
         self.format, self.info = resolve(fmt, model, catalog, format_options)
         self.limits = limits or Limits.from_model(self.info)
+        plain = isinstance(fmt, str) and catalog is None and not format_options
+        self._spec = (fmt, model, self.limits, system_prompt) if plain else None
         self.minimum = max(min_examples, self.limits.min_examples)
         self.system_prompt = system_prompt
         self.epochs = epochs
@@ -130,34 +132,47 @@ class DatasetWriter:
         Raises:
             ValueError: an unknown split, or the writer is closed.
         """
-        if split not in SPLIT_FILES:
-            raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
-        if self._closed:
-            raise ValueError("this DatasetWriter is closed; start a new one")
+        self._check_open(split)
         chunk = examples if isinstance(examples, list | tuple) else list(examples)
         if not chunk:
+            return
+        with paused_gc():  # many small acyclic objects; see paused_gc
+            results = list(self.format.format_many(chunk, self.limits, system_prompt=self.system_prompt))
+            self.write_formatted(split, [ex.id for ex in chunk], [ex.weight for ex in chunk], results)
+
+    def format_spec(self) -> tuple[str, str | None, Limits, str | None] | None:
+        """What another process needs to format rows exactly as this writer does (:func:`format_rows`):
+        ``(format name, model, limits, system_prompt)``; None when the format was given as an instance
+        or with options (it may hold things that do not cross processes: a template, a tokenizer)."""
+        return self._spec
+
+    def write_formatted(self, split: str, ids: Sequence[str], weights: Sequence[float],
+                        results: Sequence[tuple[str | None, Any, int, list[str], int]]) -> None:
+        """:meth:`write` for rows already formatted (``Format.format_many`` results, e.g. from
+        :func:`format_rows` in a worker process), with each row's example id and weight."""
+        self._check_open(split)
+        if not results:
             return
         seen, encode, reasons_seen = self._seen, encode_line, self._reasons
         kept: list[str] = []
         bad: list[str] = []
         total = biggest = dropped_turns = weighted = n_kept = 0
         with paused_gc():  # many small acyclic objects; see paused_gc
-            results = self.format.format_many(chunk, self.limits, system_prompt=self.system_prompt)
-            for ex, (line, row, tokens, reasons, dropped) in zip(chunk, results, strict=True):
+            for example_id, weight, (line, row, tokens, reasons, dropped) in zip(ids, weights, results, strict=True):
                 dropped_turns += dropped
-                if ex.weight != 1.0:
+                if weight != 1.0:
                     weighted += 1
                 if seen is not None:
-                    first = seen.get(ex.id)
+                    first = seen.get(example_id)
                     if first is None:
-                        seen[ex.id] = split
+                        seen[example_id] = split
                     else:
                         where = "earlier in this split" if first == split else f"already in split {first!r}"
                         dup = f"id: duplicate example {where}; each example may appear once (no split leakage)"
                         reasons = [dup, *reasons]
                         if line is not None:  # the rendered line is the row, spelled as encode_line spells it
                             reasons_seen.add(reasons)
-                            bad.append(f'{{"id":{encode_str(ex.id)},"split":"{split}","reasons":{encode(reasons)},'
+                            bad.append(f'{{"id":{encode_str(example_id)},"split":"{split}","reasons":{encode(reasons)},'
                                        f'"row":{line}}}')
                             continue
                 if line is not None:
@@ -171,19 +186,25 @@ class DatasetWriter:
                         kept = []
                 else:
                     reasons_seen.add(reasons)
-                    bad.append(encode({"id": ex.id, "split": split, "reasons": reasons, "row": row}))
+                    bad.append(encode({"id": example_id, "split": split, "reasons": reasons, "row": row}))
         n_kept += len(kept)
         self._append(split, kept)
         if bad:
             data = ("\n".join(bad) + "\n").encode("utf-8")
             self._file(self._quarantine, split, f".{QUARANTINE_FILE}.{split}{_TMP}").write(data)
-        self.input_counts[split] += len(chunk)
+        self.input_counts[split] += len(results)
         self.counts[split] += n_kept
         self.quarantined_by_split[split] += len(bad)
         self.tokens[split] += total
         self.max_tokens = max(self.max_tokens, biggest)
         self.weighted_turns += dropped_turns
         self.weighted_examples += weighted
+
+    def _check_open(self, split: str) -> None:
+        if split not in SPLIT_FILES:
+            raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+        if self._closed:
+            raise ValueError("this DatasetWriter is closed; start a new one")
 
     def close(self) -> FormatReport:
         """Finish the files and write ``report.json``; returns the report.
@@ -344,3 +365,17 @@ def format_dataset(
         for split in SPLITS:
             writer.write(split, splits.get(split, ()))
         return writer.close()
+
+
+_FORMATS: dict[tuple[str, str | None], Format] = {}
+
+
+def format_rows(spec: tuple[str, str | None, Limits, str | None], examples: Sequence[Example]) -> list[tuple]:
+    """``Format.format_many`` results for ``examples`` under a :meth:`DatasetWriter.format_spec` (the
+    format is built once per process): what a worker process returns for :meth:`DatasetWriter.write_formatted`."""
+    name, model, limits, system_prompt = spec
+    fmt = _FORMATS.get((name, model))
+    if fmt is None:
+        fmt = _FORMATS[(name, model)] = resolve(name, model, None, None)[0]
+    with paused_gc():
+        return list(fmt.format_many(examples, limits, system_prompt=system_prompt))

@@ -71,6 +71,7 @@ class DuckDBWarehouse:
                 "holds it (DuckDB allows one writer), close that process and retry"
             ) from exc
         self._con.execute("SET TimeZone = 'UTC'").fetchall()
+        self._con.execute("SET enable_progress_bar = false").fetchall()  # long queries would draw on stdout
         self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'").fetchall()
 
     # -- Warehouse ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.examples import Example, ExampleError, make_example
+from tuneloop.parallel import ordered_map
 from tuneloop.warehouse.base import (
     COL_CREATED_AT,
     COL_ID,
@@ -47,6 +48,8 @@ DEFAULT_SOURCE = "live"
 META_WAREHOUSE_ID = "warehouse_id"
 # Rows validated together (one Arrow record batch from the warehouse).
 BATCH_ROWS = 20_000
+# Batches validated in this process before the rest go to worker processes (tuneloop.parallel).
+PARALLEL_AFTER_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -160,9 +163,8 @@ def iter_extract(
             batches = query(load_query(EXTRACT_QUERY), params, identifiers={"table": table}, batch_rows=batch_rows)
         else:
             batches = query(load_query(EXTRACT_QUERY), params, identifiers={"table": table})
-        for batch in batches:
-            if batch.num_rows:
-                yield _validate(batch)
+        # Validation is Python per row: large extracts spread their batches over the machine's cores.
+        yield from ordered_map(_validate, (b for b in batches if b.num_rows), min_items=PARALLEL_AFTER_BATCHES)
     finally:
         if isinstance(warehouse_uri, str):
             wh.close()
@@ -170,38 +172,91 @@ def iter_extract(
 
 @dataclass(frozen=True)
 class ExtractBatch:
-    """One batch of an extract: its valid examples, its quarantine entries, and its newest landing time."""
+    """One batch of an extract: its valid examples, its quarantine entries, and its newest landing time.
 
-    examples: list[Example]
+    ``examples`` holds the valid rows as :class:`Example` objects, or ``table`` holds them as an Arrow
+    table of the canonical schema (the streamed path builds no objects); :meth:`example_list` and
+    :meth:`arrow` give either form.
+    """
+
+    examples: list[Example] | None
     quarantined: list[dict[str, Any]]
     rows_read: int
     newest: dt.datetime | None
     ids_recomputed: int
+    table: Any = None
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.examples) if self.examples is not None else self.table.num_rows
+
+    def example_list(self) -> list[Example]:
+        from tuneloop.examples import from_arrow
+
+        return self.examples if self.examples is not None else from_arrow(self.table)
+
+    def arrow(self):
+        from tuneloop.examples import to_arrow
+
+        return self.table if self.table is not None else to_arrow(self.examples)
 
 
 def _validate(batch: Any) -> ExtractBatch:
-    """Validate one record batch of table rows into examples and quarantine entries."""
+    """Validate one record batch of table rows into examples (an Arrow table) and quarantine entries.
+
+    Rows in the common form take :func:`tuneloop.examples.checked_parts` (no objects built); any
+    other row takes :func:`row_to_example`, which accepts it exactly as make_example does or names
+    why not. Both give the same example for the same row.
+    """
     import pyarrow.compute as pc
 
+    from tuneloop.formats.jsonl import paused_gc
+
     newest = pc.max(batch.column(COL_INGESTED_AT)).as_py()
-    rows = _rows(batch)
-    examples: list[Example] = []
+    with paused_gc():  # one batch of small acyclic objects (see paused_gc)
+        return _validate_columns(_columns(batch), batch.num_rows, newest)
+
+
+def _validate_columns(cols: dict[str, list[Any]], n: int, newest: dt.datetime | None) -> ExtractBatch:
+    """:func:`_validate` on the batch's columns as Python lists (``n`` rows)."""
+    from tuneloop.examples import _META_JSON, ArrowColumns, checked_parts
+
+    names = list(cols)
+    nones = [None] * n
+    ids, msgs, labels, sources, weights, created, ingested, metas = (
+        cols.get(c, nones) for c in (COL_ID, COL_MESSAGES, COL_LABEL, COL_SOURCE, COL_WEIGHT, COL_CREATED_AT,
+                                     COL_INGESTED_AT, COL_META)
+    )
+    out = ArrowColumns()
     quarantined: list[dict[str, Any]] = []
     recomputed = 0
-    for row in rows:
+    meta_cache: dict[str, Any] = {}
+    for i in range(n):
+        source = sources[i]
+        parts = checked_parts(msgs[i], labels[i], DEFAULT_SOURCE if source is None else source, weights[i],
+                              created[i] or ingested[i], metas[i], meta_cache)
+        if parts is not None:
+            example_id, turns, label, src, weight, created_at, meta, meta_json = parts
+            stored = ids[i]
+            if stored not in (None, "") and stored != example_id:
+                meta_json = _META_JSON({**meta, META_WAREHOUSE_ID: stored})
+                recomputed += 1
+            out.add_checked(example_id, turns, label, src, weight, created_at, meta_json)
+            continue
+        row = {name: cols[name][i] for name in names}
         try:
             ex, changed = row_to_example(row)
         except ExampleError as exc:
             quarantined.append({"row": json_safe_row(row), "reason": str(exc)})
             continue
         recomputed += changed
-        examples.append(ex)
-    return ExtractBatch(examples, quarantined, len(rows), newest, recomputed)
+        out.add(ex)
+    return ExtractBatch(None, quarantined, n, newest, recomputed, table=out.table())
 
 
-def _rows(batch: Any) -> list[dict[str, Any]]:
-    """The batch as dicts; UTC microsecond timestamps become their canonical ISO strings in one
-    vectorized step (what :func:`tuneloop.warehouse.base.iso` writes), the rest as Python values."""
+def _columns(batch: Any) -> dict[str, list[Any]]:
+    """The batch as Python lists by column; UTC microsecond timestamps become their canonical ISO strings
+    in one vectorized step (what :func:`tuneloop.warehouse.base.iso` writes), the rest as Python values."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -210,7 +265,14 @@ def _rows(batch: Any) -> list[dict[str, Any]]:
         typ = batch.schema.field(i).type if i >= 0 else None
         if pa.types.is_timestamp(typ) and typ.unit == "us" and typ.tz in (None, "UTC", "Etc/UTC", "+00:00"):
             batch = batch.set_column(i, name, pc.strftime(batch.column(i), format="%Y-%m-%dT%H:%M:%SZ"))
-    return batch.to_pylist()
+    return {name: batch.column(j).to_pylist() for j, name in enumerate(batch.schema.names)}
+
+
+def _rows(batch: Any) -> list[dict[str, Any]]:
+    """The batch as dicts (see :func:`_columns`)."""
+    cols = _columns(batch)
+    names = list(cols)
+    return [dict(zip(names, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
 
 def _notes(recomputed: int) -> tuple[str, ...]:
@@ -252,7 +314,7 @@ def extract_new(
     rows = recomputed = 0
     newest: dt.datetime | None = None
     for batch in iter_extract(warehouse_uri, table, watermark, max_rows=max_rows, settle_seconds=settle_seconds):
-        examples += batch.examples
+        examples += batch.example_list()
         quarantined += batch.quarantined
         rows += batch.rows_read
         recomputed += batch.ids_recomputed
@@ -323,10 +385,10 @@ def write_batches(
     newest: dt.datetime | None = None
     with ExamplesParquetWriter(examples_path) as out, JsonlWriter(quarantine_path) as bad:
         for batch in batches:
-            out.write(batch.examples)
+            out.write_arrow(batch.arrow())
             bad.write(batch.quarantined)
             rows += batch.rows_read
-            n_examples += len(batch.examples)
+            n_examples += batch.n_examples
             n_quarantined += len(batch.quarantined)
             recomputed += batch.ids_recomputed
             if batch.newest is not None and (newest is None or batch.newest > newest):
