@@ -345,3 +345,9 @@ def domain_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], tax: Tax
     out["domain_macro_f1"] = sum(present) / len(present)
     out["domains"] = per
     return out
+
+
+def with_domain_metrics(metrics: Mapping[str, Any], y_true: Sequence[str], y_pred: Sequence[str | None],
+                        tax: Taxonomy | None) -> dict[str, Any]:
+    """``metrics`` plus :func:`domain_metrics` when there is a taxonomy (the evaluator calls this once per model)."""
+    return dict(metrics) if tax is None else {**metrics, **domain_metrics(y_true, y_pred, tax)}
