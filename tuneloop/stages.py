@@ -436,7 +436,8 @@ def evaluate(
 
     With a ``taxonomy`` file, a classification's metrics also roll the labels up to their domains
     (``domain_accuracy.<domain>``, ``domain_f1.<domain>``, ``domain_macro_f1``, ``domains``:
-    :func:`tuneloop.taxonomy.domain_metrics`), for the candidate and the champion alike.
+    :func:`tuneloop.taxonomy.domain_metrics`), for the candidate and the champion alike, and both are asked
+    with the taxonomy's labels and descriptions as the system turn (:func:`tuneloop.taxonomy.prompt_rows`).
 
     The blessing record also carries what the report shows (the dataset's extract and quarantine
     counts, cost and requests); with ``report_path`` the HTML report is written there
@@ -454,7 +455,7 @@ def evaluate(
     from tuneloop.registry import model_ref_of, open_registry
     from tuneloop.secrets import apply_task_env
     from tuneloop.taxonomy import load as load_taxonomy
-    from tuneloop.taxonomy import with_domain_metrics
+    from tuneloop.taxonomy import prompt_rows, with_domain_metrics
 
     apply_task_env(task_env)
     task = chat_eval.check_task(task)
@@ -474,8 +475,9 @@ def evaluate(
     card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
     labels = sorted(set(ds.labels) | {t for t in truth if t})
     policy = eval_policy(eval_options)
-    cand_pred, cand_raw, cand_calls = _predict_labels(provider, card["model_ref"], rows, labels, policy)
     tax = load_taxonomy(taxonomy)
+    asked = prompt_rows(rows, tax)  # with a taxonomy: its labels and descriptions as the system turn
+    cand_pred, cand_raw, cand_calls = _predict_labels(provider, card["model_ref"], asked, labels, policy)
     cand_metrics = with_domain_metrics(compute_metrics(truth, cand_pred, labels), truth, cand_pred, tax)
 
     registry = open_registry(registry_uri, model_name)
@@ -483,7 +485,7 @@ def evaluate(
     champ_metrics = paired = champ_calls = None
     if champion is not None:
         champ_pred, _, champ_calls = _predict_labels(
-            champion.provider, model_ref_of(champion), rows, labels, policy
+            champion.provider, model_ref_of(champion), asked, labels, policy
         )
         champ_metrics = with_domain_metrics(compute_metrics(truth, champ_pred, labels), truth, champ_pred, tax)
         paired = mcnemar(truth, candidate=cand_pred, champion=champ_pred)

@@ -297,13 +297,40 @@ def quarantine_unknown(examples_path: str, quarantine_path: str, taxonomy: str) 
     return len(entries)
 
 
+def instruction(tax: Taxonomy) -> str:
+    """The label list with descriptions that a classification prompt's system turn carries."""
+    return "Answer with exactly one of these labels:\n" + tax.prompt_text()
+
+
 def system_prompt(base: str, taxonomy: str) -> str:
     """The system turn for rendering: ``base`` plus the labels and their descriptions when a taxonomy is given."""
     tax = load(taxonomy)
     if tax is None:
         return base
-    text = "Answer with exactly one of these labels:\n" + tax.prompt_text()
+    text = instruction(tax)
     return f"{base.strip()}\n\n{text}" if base and base.strip() else text
+
+
+def prompt_rows(rows: Sequence[Any], tax: Taxonomy | None) -> list[Any]:
+    """Eval rows as a classifier is asked them: a row without a system turn gets :func:`instruction`'s text as one.
+
+    What the rendered training files carry when export had the same taxonomy and no ``system_prompt``, so a
+    hosted model is asked the way it was tuned; rows are returned in order (their answers line up with them).
+    """
+    if tax is None:
+        return list(rows)
+    from tuneloop import examples as ex
+
+    text = instruction(tax)
+    out = []
+    for e in rows:
+        if e.messages and e.messages[0].role == "system":
+            out.append(e)
+            continue
+        msgs = [{"role": "system", "content": text}, *(m.to_dict() for m in e.messages)]
+        out.append(ex.make_example(msgs, label=e.label, source=e.source, weight=e.weight, created_at=e.created_at,
+                                   meta=e.meta))
+    return out
 
 
 # -- evaluation --------------------------------------------------------------------------------------
