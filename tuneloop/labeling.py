@@ -13,9 +13,9 @@ label of the label set (a taxonomy file, or a plain list / mapping of label -> d
 
 Confidence (``confidence_source`` per row):
 
-* ``logprob``: where the provider returns token log-probabilities (OpenAI chat completions, asked with
-  ``logprobs=true, top_logprobs``), the probability the model gave the label's tokens in its answer,
-  ``exp(sum of their logprobs)``.
+* ``logprob``: where the provider returns token log-probabilities (a provider with ``predict_scored``: OpenAI
+  chat completions asked with ``logprobs=true, top_logprobs``; Gemini on Vertex with ``response_logprobs``,
+  ``logprobs``), the probability the model gave the label's tokens in its answer, ``exp(sum of their logprobs)``.
 * ``self_reported``: else the ``confidence`` the model wrote in its JSON answer, shrunk toward the uniform prior
   (:func:`calibrate_self_reported`). That is a fixed, conservative rule, not a calibration fitted to data: a model's
   stated confidence is known to run high, so a stated 1.0 never counts as certain; fitting the rule on reviewed
@@ -403,7 +403,7 @@ def calibrate_self_reported(stated: float, n_labels: int, weight: float = SELF_R
 def ask(labeler: Labeler, prompts: Sequence[ex.Example], policy) -> tuple[list[str], list[Any], Any]:
     """Every prompt's raw answer, the token log-probabilities where the provider returns them, and the provider.
 
-    A provider with ``predict_scored`` (OpenAI) is asked for log-probabilities; any other chat provider through
+    A provider with ``predict_scored`` (OpenAI, Gemini) is asked for log-probabilities; any other chat provider through
     its ``predict``. Both go through the hosted prediction bounds (concurrency, request cap, retries).
     """
     from tuneloop.providers.registry import provider_class

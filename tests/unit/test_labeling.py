@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fixtures import openai_fake  # noqa: F401 - fixture
+from tests.fakes.fixtures import gcs, openai_fake, vertex_fake  # noqa: F401 - fixtures
 from tuneloop import decisions, labeling
 from tuneloop.config import ConfigError
 from tuneloop.warehouse import open_warehouse
@@ -158,3 +158,20 @@ def test_parse_answer_never_guesses():
     assert labeling.parse_answer("refund or invoice", names).label is None
     assert labeling.parse_answer('{"label": "refund", "confidence": 7}', names).stated is None
     assert labeling.parse_answer('{"label": ', names).reason.startswith("answer is not valid JSON")
+
+
+def test_gemini_on_vertex_labels_with_logprobs(tmp_path, vertex_fake):  # noqa: F811
+    """The documented default: Gemini on Vertex, asked with responseLogprobs; confidence from the label tokens."""
+    vertex_fake.add_labeler("gemini-2.5-flash", answer)
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    wh = duckdb_uri(str(tmp_path / "w.duckdb"))
+    out = labeling.label_examples(warehouse_uri=wh, input_file=str(src), examples_table="interactions",
+                                  taxonomy=SUPPORT, eval_options=FAST, log=lambda _: None)  # default labeler
+    assert out["labeler"] == labeling.DEFAULT_LABELER == "gemini:gemini-2.5-flash"
+    assert (out["labelled"], out["review"], out["unparseable"]) == (2, 4, 2)
+    assert out["confidence_sources"] == {"logprob": 2, "self_reported": 2}
+    assert all(r["logprobs"] and r["top_logprobs"] == labeling.TOP_LOGPROBS for r in vertex_fake.labelled)
+    assert "- invoice: The customer asks for an invoice or a receipt." in vertex_fake.labelled[0]["system"]
+    refund = next(r for r in rows(wh, "interactions") if r["label"] == "refund")
+    assert json.loads(refund["meta"])["confidence"] == pytest.approx(0.97, abs=1e-4)
