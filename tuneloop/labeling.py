@@ -336,7 +336,7 @@ def parse_answer(answer: str | None, names: Sequence[str]) -> Parsed:
     index = {_norm(n): n for n in names}
     text = (answer or "").strip()
     if not text:
-        return Parsed(None, None, "empty answer")
+        return Parsed(None, None, "empty answer (or the request failed: see the summary's requests)")
     m = _FENCE.match(text)
     body = m.group(1) if m else text
     start = body.find("{")

@@ -30,6 +30,29 @@ domains:
 """  # greeting_smalltalk is left out: those rows must be quarantined, not trained on
 
 
+def _check_dataset(datasets_dir):
+    [ds] = (datasets_dir / "datasets").glob("*/")
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert "greeting_smalltalk" not in manifest["labels"] and "billing_refund" in manifest["labels"]
+    quarantined = [json.loads(x) for x in next(ds.rglob("quarantine*.jsonl")).read_text().splitlines()]
+    off = [q for q in quarantined if "not in the taxonomy" in q["reason"]]
+    assert off and all(q["row"]["label"] == "greeting_smalltalk" and "closest valid label is '" in q["reason"]
+                       for q in off)
+    first = json.loads((ds / "openai" / "train.jsonl").read_text().splitlines()[0])
+    assert "- billing_refund: The customer wants money back." in first["messages"][0]["content"]
+
+
+def test_export_dataset_quarantines_off_taxonomy_rows(loop_env, tmp_path):
+    tax = tmp_path / "taxonomy.yaml"
+    tax.write_text(TAXONOMY)
+    p = loop_env["params"]
+    params = {"warehouse_uri": p["warehouse_uri"], "dataset_root": p["dataset_root"], "taxonomy": str(tax),
+              "formats": "openai"}
+    run("export-dataset", params, loop_env["root"])
+    _check_dataset(loop_env["reports"].parent / "datasets")
+
+
+@pytest.mark.slow  # ~20-35 s: the whole loop (export, check, claim, tune, evaluate, promote) under kfp.local
 def test_continuous_tuning_with_a_taxonomy(loop_env, tmp_path):
     tax = tmp_path / "taxonomy.yaml"
     tax.write_text(TAXONOMY)
@@ -39,15 +62,7 @@ def test_continuous_tuning_with_a_taxonomy(loop_env, tmp_path):
     m = summary["candidate_metrics"]
     assert set(m["domains"]) == {"billing", "account", "product"}
     assert 0 < m["domain_f1.billing"] <= 1 and m["domain_accuracy.account"] >= m["accuracy"] - 1e-9
-    [ds] = (loop_env["reports"].parent / "datasets" / "datasets").glob("*/")
-    manifest = json.loads((ds / "manifest.json").read_text())
-    assert "greeting_smalltalk" not in manifest["labels"] and "billing_refund" in manifest["labels"]
-    quarantined = [json.loads(x) for x in next(ds.rglob("quarantine*.jsonl")).read_text().splitlines()]
-    off = [q for q in quarantined if "not in the taxonomy" in q["reason"]]
-    assert off and all(q["row"]["label"] == "greeting_smalltalk" and "closest valid label is '" in q["reason"]
-                       for q in off)
-    first = json.loads((ds / "openai" / "train.jsonl").read_text().splitlines()[0])
-    assert "- billing_refund: The customer wants money back." in first["messages"][0]["content"]
+    _check_dataset(loop_env["reports"].parent / "datasets")
 
 
 def test_a_broken_taxonomy_fails_the_first_task_naming_the_field(loop_env, tmp_path):
