@@ -8,6 +8,7 @@ from tuneloop.components.config import check_config
 from tuneloop.components.dataset import prepare_dataset
 from tuneloop.components.evaluate import evaluate_model
 from tuneloop.components.extract import extract_examples
+from tuneloop.components.label import label_examples
 from tuneloop.components.promote import promote_model, record_skip
 from tuneloop.components.selfplay import (
     check_selfplay_config,
@@ -27,6 +28,7 @@ __all__ = [
     "combine_exports",
     "evaluate_model",
     "extract_examples",
+    "label_examples",
     "gate_training_set",
     "play_selfplay_shard",
     "prepare_dataset",

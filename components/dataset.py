@@ -21,6 +21,7 @@ def prepare_dataset(
     base_model: str,
     dataset: Output[Dataset],
     task: str = "classification",
+    taxonomy: str = "",
 ) -> NamedTuple("DatasetOutputs", status=str, dataset_uri=str, reason=str):
     """Publish a new dataset version, or report a skip when there is not enough new data.
 
@@ -37,6 +38,7 @@ def prepare_dataset(
         base_model: Model whose token limits and prices apply.
         task: ``classification`` or ``chat``, recorded in the manifest; examples that do not fit it
             are refused before anything is published.
+        taxonomy: Taxonomy file ("" = none): its labels and descriptions join the rendered system turn.
         dataset: The built dataset directory (also published under dataset_root).
 
     Returns:
@@ -59,6 +61,7 @@ def prepare_dataset(
         system_prompt=system_prompt,
         base_model=base_model,
         task=task,
+        taxonomy=taxonomy,
     )
     dataset.metadata.update({k: r[k] for k in ("status", "dataset_uri", "new_examples") if k in r})
     return namedtuple("DatasetOutputs", "status dataset_uri reason")(

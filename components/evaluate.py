@@ -25,6 +25,7 @@ def evaluate_model(
     task: str = "classification",
     judge: str = "",
     judge_rubric: str = "",
+    taxonomy: str = "",
 ) -> NamedTuple("EvalOutputs", blessed=bool, reason=str):
     """Score the candidate and the champion on the eval split and decide the blessing.
 
@@ -43,6 +44,7 @@ def evaluate_model(
             the judge's win rate).
         judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
         judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
+        taxonomy: Taxonomy file ("" = none): adds per-domain metrics (``domain_f1.<domain>``, ...).
         metrics: Scalar metrics (candidate, and champion with a ``champion_`` prefix).
         classification: The candidate's confusion matrix (classification tasks).
         blessing: Decision record: blessed, reason, both metric sets, champion version, paired test.
@@ -70,6 +72,7 @@ def evaluate_model(
         task=task,
         judge=judge,
         judge_rubric=judge_rubric,
+        taxonomy=taxonomy,
     )
     for k, v in r["scalar_metrics"].items():
         metrics.log_metric(k, v)

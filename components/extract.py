@@ -18,6 +18,7 @@ def extract_examples(
     quarantine: Output[Dataset],
     extract_query: str = "",
     query_params: dict = {},  # noqa: B006 - KFP reads the default; {} = no query parameters
+    taxonomy: str = "",
 ) -> NamedTuple("ExtractOutputs", new_examples=int, quarantined=int, watermark=str):
     """Extract new interactions from the warehouse (BigQuery SQL template, DuckDB by default).
 
@@ -33,6 +34,8 @@ def extract_examples(
             ``.sql`` file (local or gs://): one read-only BigQuery SELECT, checked before it runs.
         query_params: A value for every ``@name`` the query uses (besides the reserved ``@watermark``,
             ``@read_until``, ``@max_rows``, which tuneloop binds).
+        taxonomy: Taxonomy file ("" = none): labelled rows whose label it lacks are quarantined, each
+            naming the closest valid label.
 
     Returns:
         Counts of new and quarantined rows, and the watermark after these rows.
@@ -51,6 +54,7 @@ def extract_examples(
         settle_seconds=settle_seconds,
         extract_query=extract_query,
         query_params=query_params,
+        taxonomy=taxonomy,
     )
     examples.metadata.update(rows=r["new_examples"], watermark_from=r["watermark_from"])
     quarantine.metadata["rows"] = r["quarantined"]

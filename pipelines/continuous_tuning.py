@@ -42,6 +42,7 @@ def continuous_tuning(
     deploy_options: dict = {},
     extract_query: str = "",
     query_params: dict = {},
+    taxonomy: str = "",
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
@@ -88,6 +89,9 @@ def continuous_tuning(
             checked by the first task (docs/extract-queries.md).
         query_params: A value for every ``@name`` the query uses (``@watermark``, ``@read_until`` and
             ``@max_rows`` are bound by tuneloop).
+        taxonomy: Taxonomy file (YAML/JSON, local or gs://; "" = none): domains -> labels -> description.
+            Labelled rows whose label it lacks are quarantined at export naming the closest valid label, the
+            descriptions join the rendered system turn, and evaluation adds per-domain metrics.
     """
     checked = check_config(
         provider=provider,
@@ -110,6 +114,7 @@ def continuous_tuning(
         deploy_options=deploy_options,
         extract_query=extract_query,
         query_params=query_params,
+        taxonomy=taxonomy,
     ).set_caching_options(False)  # reads the registry
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
@@ -126,6 +131,7 @@ def continuous_tuning(
         base_model=base_model,
         extract_query=extract_query,
         query_params=query_params,
+        taxonomy=taxonomy,
     ).after(checked).set_caching_options(False)
     with dsl.If(dataset.outputs["status"] == "ready", name="enough-new-data"):
         claimed = claim_tuning(
@@ -160,6 +166,7 @@ def continuous_tuning(
                 task=task,
                 judge=judge,
                 judge_rubric=judge_rubric,
+                taxonomy=taxonomy,
             ).set_caching_options(False)
         with dsl.Else(name="tuned-elsewhere"):
             record_skip(

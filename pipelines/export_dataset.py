@@ -24,6 +24,7 @@ def export_dataset(
     base_model: str = "",
     extract_query: str = "",
     query_params: dict = {},
+    taxonomy: str = "",
 ) -> NamedTuple("ExportOutputs", status=str, dataset_uri=str, reason=str):
     """Extract new interactions and publish them, merged with the last dataset, as a new version.
 
@@ -48,6 +49,9 @@ def export_dataset(
             runs otherwise (docs/extract-queries.md).
         query_params: A value for every ``@name`` the query uses (``@watermark``, ``@read_until`` and
             ``@max_rows`` are bound by tuneloop).
+        taxonomy: Taxonomy file (YAML/JSON, local or gs://; "" = none): domains -> labels -> description.
+            Labelled rows whose label it lacks are quarantined at export naming the closest valid label, the
+            descriptions join the rendered system turn.
 
     Returns:
         ``status`` ("ready" or "skipped"), ``dataset_uri`` and the reason.
@@ -62,6 +66,7 @@ def export_dataset(
         settle_seconds=settle_seconds,
         extract_query=extract_query,
         query_params=query_params,
+        taxonomy=taxonomy,
     ).set_caching_options(False)
     dataset = prepare_dataset(
         examples=extract.outputs["examples"],
@@ -75,6 +80,7 @@ def export_dataset(
         min_examples=min_examples,
         system_prompt=system_prompt,
         base_model=base_model,
+        taxonomy=taxonomy,
     ).set_caching_options(False)
     outputs = namedtuple("ExportOutputs", "status dataset_uri reason")
     return outputs(dataset.outputs["status"], dataset.outputs["dataset_uri"], dataset.outputs["reason"])

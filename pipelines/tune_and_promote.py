@@ -22,7 +22,7 @@ DEFAULT_MAX_DROP = {"macro_f1": 0.05}
 
 
 def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-           eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric):
+           eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric, taxonomy):
     """Wire evaluate -> promote behind a tune task (shared by both sub-pipelines); returns evaluate.
 
     Neither is ever cached: both read the registry's current champion (a cached blessing would judge
@@ -42,6 +42,7 @@ def _judge(tune, provider, dataset_uri, registry_uri, model_name, min_values, ma
         task=task,
         judge=judge,
         judge_rubric=judge_rubric,
+        taxonomy=taxonomy,
     ).set_caching_options(False)
     promote = promote_model(
         blessing=evaluate.outputs["blessing"],
@@ -80,6 +81,7 @@ def tune_evaluate_promote(
     task: str,
     judge: str,
     judge_rubric: str,
+    taxonomy: str,
 ):
     """The CPU branch: tune a candidate, judge it against the champion, promote if blessed.
 
@@ -100,6 +102,7 @@ def tune_evaluate_promote(
         task: ``classification`` or ``chat``.
         judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
         judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
+        taxonomy: Taxonomy file ("" = none): evaluation adds per-domain metrics.
     """
     tune = tune_model(
         provider=provider,
@@ -111,7 +114,7 @@ def tune_evaluate_promote(
     )
     _judge(
         tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-        eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric,
+        eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric, taxonomy,
     )
 
 
@@ -133,6 +136,7 @@ def gpu_tune_evaluate_promote(
     task: str,
     judge: str,
     judge_rubric: str,
+    taxonomy: str,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
@@ -162,6 +166,7 @@ def gpu_tune_evaluate_promote(
         task: ``classification`` or ``chat``.
         judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
         judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
+        taxonomy: Taxonomy file ("" = none): evaluation adds per-domain metrics.
         accelerator_type: Vertex accelerator, e.g. NVIDIA_L4, NVIDIA_TESLA_A100.
         accelerator_count: Accelerators on the tuning task.
         cpu_limit: vCPUs of the tuning task (Vertex picks the machine type from these limits).
@@ -180,7 +185,7 @@ def gpu_tune_evaluate_promote(
     # The candidate (and a LoRA champion) answer the eval prompts by generation: also on the GPU image.
     evaluate = _judge(
         tune, provider, dataset_uri, registry_uri, model_name, min_values, max_drop, reports_uri, task_env,
-        eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric,
+        eval_options, deploy_endpoint, deploy_options, task, judge, judge_rubric, taxonomy,
     )
     on_gpu(evaluate, *gpu)
 
@@ -204,6 +209,7 @@ def tune_branches(
     task: str,
     judge: str,
     judge_rubric: str,
+    taxonomy: str,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
@@ -229,6 +235,7 @@ def tune_branches(
         task: ``classification`` or ``chat``.
         judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
         judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
+        taxonomy: Taxonomy file ("" = none): evaluation adds per-domain metrics.
         accelerator_type: GPU branch's accelerator on Vertex.
         accelerator_count: GPU branch's accelerator count.
         cpu_limit: GPU branch's vCPUs.
@@ -251,6 +258,7 @@ def tune_branches(
         "task": task,
         "judge": judge,
         "judge_rubric": judge_rubric,
+        "taxonomy": taxonomy,
     }
     # Not cached as a whole: evaluate and promote inside read the registry (see _judge).
     with dsl.If(image == CPU, name="cpu-branch"):
@@ -288,6 +296,7 @@ def tune_and_promote(
     task: str = "classification",
     judge: str = "",
     judge_rubric: str = "",
+    taxonomy: str = "",
 ):
     """Tune a candidate on a published dataset with the chosen provider, evaluate, promote.
 
@@ -329,6 +338,8 @@ def tune_and_promote(
             ``eval_options``; "" (default) = reference metrics alone.
         judge_rubric: Chat: what the judge compares: a packaged name (``game``, ``assistant``) or your
             text; "" = ``game`` ("which reply reads more like a human player in this game").
+        taxonomy: Taxonomy file (YAML/JSON, local or gs://; "" = none): domains -> labels -> description,
+            checked by the first task; evaluation adds per-domain metrics (``domain_f1.<domain>``, ...).
     """
     checked = check_config(
         provider=provider,
@@ -349,6 +360,7 @@ def tune_and_promote(
         task=task,
         judge=judge,
         judge_rubric=judge_rubric,
+        taxonomy=taxonomy,
     ).set_caching_options(False)  # reads the registry
     tune_branches(
         provider=checked.outputs["provider"],
@@ -372,4 +384,5 @@ def tune_and_promote(
         task=task,
         judge=judge,
         judge_rubric=judge_rubric,
+        taxonomy=taxonomy,
     ).set_caching_options(False)

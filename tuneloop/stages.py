@@ -41,8 +41,12 @@ def check_config(
     deploy: Mapping[str, Any] | None = None,
     extract_query: str = "",
     query_params: Mapping[str, Any] | None = None,
+    taxonomy: str = "",
 ) -> dict[str, Any]:
     """Validate and parse the run's parameters, before any work or spend.
+
+    ``taxonomy`` ("" = none) is read and parsed here (:func:`tuneloop.taxonomy.load`), so a broken file fails
+    the run before the extract, naming the field.
 
     ``extract_query`` / ``query_params`` are read and checked here too (one read-only SELECT over declared
     parameters returning the canonical columns: :mod:`tuneloop.warehouse.extract_query`), so a refused
@@ -147,6 +151,9 @@ def check_config(
     from tuneloop.warehouse.extract_query import check_extract_query
 
     check_extract_query(extract_query, query_params, task=task)  # QueryRefused is a ConfigError
+    from tuneloop.taxonomy import check as check_taxonomy
+
+    check_taxonomy(taxonomy)  # TaxonomyError is a ConfigError
     return {
         "provider": cls.name,
         "image": cls.image,
@@ -173,8 +180,12 @@ def extract(
     settle_seconds: float = 0.0,
     extract_query: str = "",
     query_params: Mapping[str, Any] | None = None,
+    taxonomy: str = "",
 ) -> dict[str, Any]:
     """Read rows newer than the published watermark; write valid examples (Parquet) and the quarantine.
+
+    With a ``taxonomy`` file, labelled rows whose label it does not hold move to the quarantine, each naming the
+    closest valid label (:func:`tuneloop.taxonomy.quarantine_unknown`).
 
     Rows that landed in the last ``settle_seconds`` are left for the next run (streaming inserts).
     Streams: the rows are read, validated and written a batch at a time (bounded memory).
@@ -196,10 +207,13 @@ def extract(
             warehouse_uri, query, None, state.watermark, examples_path, quarantine_path, table=table,
             max_rows=max_rows or None, settle_seconds=settle_seconds,
         )
+    from tuneloop.taxonomy import quarantine_unknown
+
+    off_taxonomy = quarantine_unknown(examples_path, quarantine_path, taxonomy)  # the one taxonomy check at export
     return {
         "rows_read": result.rows_read,
-        "new_examples": result.examples,
-        "quarantined": result.quarantined,
+        "new_examples": result.examples - off_taxonomy,
+        "quarantined": result.quarantined + off_taxonomy,
         "watermark_from": result.watermark_from or "",
         "watermark_to": result.watermark_to or "",
     }
@@ -222,8 +236,12 @@ def prepare_dataset(
     system_prompt: str = "",
     base_model: str = "",
     task: str = "classification",
+    taxonomy: str = "",
 ) -> dict[str, Any]:
     """Gate on new examples, merge with the last published dataset, render, publish.
+
+    With a ``taxonomy`` file, its labels and their descriptions are added to the rendered system turn
+    (:func:`tuneloop.taxonomy.system_prompt`): what the tuners train on.
 
     ``min_new_examples`` counts distinct ids the last published dataset does not hold (an example
     loaded twice, or already published, is not new). The merge runs on disk and everything after it
@@ -238,6 +256,7 @@ def prepare_dataset(
     from tuneloop.chat_eval import check_task
     from tuneloop.merge import Merge
     from tuneloop.providers import formats_of
+    from tuneloop.taxonomy import system_prompt as taxonomy_system_prompt
 
     task = check_task(task)
     with open(quarantine_path, "rb") as fh:
@@ -272,7 +291,7 @@ def prepare_dataset(
             previous_hash=state.latest,
             formats=[f for f in wanted if f],
             min_examples=min_examples,
-            system_prompt=system_prompt or None,
+            system_prompt=taxonomy_system_prompt(system_prompt, taxonomy) or None,
             model=base_model or None,
             watermark=watermark or state.watermark,
             quarantine_path=quarantine_path,
@@ -411,8 +430,14 @@ def evaluate(
     task: str = "classification",
     judge: Any = "",
     judge_rubric: str = "",
+    taxonomy: str = "",
 ) -> dict[str, Any]:
     """Candidate and current champion answer the same eval split; metrics, paired test, blessing.
+
+    With a ``taxonomy`` file, a classification's metrics also roll the labels up to their domains
+    (``domain_accuracy.<domain>``, ``domain_f1.<domain>``, ``domain_macro_f1``, ``domains``:
+    :func:`tuneloop.taxonomy.domain_metrics`), for the candidate and the champion alike, and both are asked
+    with the taxonomy's labels and descriptions as the system turn (:func:`tuneloop.taxonomy.prompt_rows`).
 
     The blessing record also carries what the report shows (the dataset's extract and quarantine
     counts, cost and requests); with ``report_path`` the HTML report is written there
@@ -429,6 +454,8 @@ def evaluate(
     from tuneloop.evaluation import Thresholds, compute_metrics, decide, mcnemar
     from tuneloop.registry import model_ref_of, open_registry
     from tuneloop.secrets import apply_task_env
+    from tuneloop.taxonomy import load as load_taxonomy
+    from tuneloop.taxonomy import prompt_rows, with_domain_metrics
 
     apply_task_env(task_env)
     task = chat_eval.check_task(task)
@@ -448,17 +475,19 @@ def evaluate(
     card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
     labels = sorted(set(ds.labels) | {t for t in truth if t})
     policy = eval_policy(eval_options)
-    cand_pred, cand_raw, cand_calls = _predict_labels(provider, card["model_ref"], rows, labels, policy)
-    cand_metrics = compute_metrics(truth, cand_pred, labels)
+    tax = load_taxonomy(taxonomy)
+    asked = prompt_rows(rows, tax)  # with a taxonomy: its labels and descriptions as the system turn
+    cand_pred, cand_raw, cand_calls = _predict_labels(provider, card["model_ref"], asked, labels, policy)
+    cand_metrics = with_domain_metrics(compute_metrics(truth, cand_pred, labels), truth, cand_pred, tax)
 
     registry = open_registry(registry_uri, model_name)
     champion = registry.champion()
     champ_metrics = paired = champ_calls = None
     if champion is not None:
         champ_pred, _, champ_calls = _predict_labels(
-            champion.provider, model_ref_of(champion), rows, labels, policy
+            champion.provider, model_ref_of(champion), asked, labels, policy
         )
-        champ_metrics = compute_metrics(truth, champ_pred, labels)
+        champ_metrics = with_domain_metrics(compute_metrics(truth, champ_pred, labels), truth, champ_pred, tax)
         paired = mcnemar(truth, candidate=cand_pred, champion=champ_pred)
     blessing = decide(
         cand_metrics,

@@ -90,6 +90,8 @@ class FakeOpenAI:
         self.malformed_every = 0  # every n-th chat completion answers with a malformed text
         self.judges: dict[str, Callable[[str, str, str], str]] = {}
         self.judged: list[dict[str, str]] = []  # what each judge request showed: conversation, reply_a, reply_b
+        self.labelers: dict[str, Callable[[str], tuple[str, float | None]]] = {}
+        self.labelled: list[dict[str, Any]] = []  # what each labeller request asked: system, user, logprobs
         self.answered = 0
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -130,6 +132,15 @@ class FakeOpenAI:
         """``model`` answers judge requests with ``prefer(conversation, reply_a, reply_b)`` (its raw text)."""
         with self._lock:
             self.judges[model] = prefer
+        return model
+
+    def add_labeler(self, model: str, answer: Callable[[str], tuple[str, float | None]]) -> str:
+        """``model`` answers with ``answer(user_text) -> (text, p)``: the text, and the probability its label
+        tokens get (the tokens between the quotes of its ``"label"`` value, or the whole text when it is not
+        JSON); with ``logprobs: true`` in the request (and ``p`` not None) the choice carries ``logprobs.content`` as the API
+        returns it (``token``, ``logprob``, ``bytes``, ``top_logprobs``); ``p`` None: ``logprobs`` null."""
+        with self._lock:
+            self.labelers[model] = answer
         return model
 
     def statuses(self) -> dict[str, str]:
@@ -351,6 +362,20 @@ class FakeOpenAI:
                     n = self.answered
                 verdict = self.judges[model](seen["conversation"], seen["reply_a"], seen["reply_b"])
                 return Response(200, _completion(n, model, verdict, text))
+            if model in self.labelers:
+                msgs = b.get("messages") or []
+                user = last("user", msgs)
+                with self._lock:
+                    self.answered += 1
+                    n = self.answered
+                    self.labelled.append({"system": _block("system", msgs), "user": user,
+                                          "logprobs": bool(b.get("logprobs")), "top_logprobs": b.get("top_logprobs")})
+                text, p = self.labelers[model](user)
+                body = _completion(n, model, text, user)
+                if b.get("logprobs") and p is not None:
+                    body["choices"][0]["logprobs"] = {"content": _token_logprobs(text, p, int(b.get("top_logprobs") or 0)),
+                                                      "refusal": None}
+                return Response(200, body)
             with self._lock:
                 memory = next(
                     (j.memory for j in self.jobs.values() if j.body.get("fine_tuned_model") == model and j.memory),
@@ -394,6 +419,28 @@ class FakeOpenAI:
                               "total_tokens": len(prompt.split()) + len(text.split())},
                 },
             )
+
+
+_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
+
+
+def _token_logprobs(text: str, p: float | None, top: int) -> list[dict[str, Any]]:
+    """``logprobs.content`` for ``text``: word/space/punctuation tokens; the label's tokens share ``log(p)``, the
+    others are near-certain (logprob -0.0001); each lists ``top`` alternatives (the token first)."""
+    import math
+
+    m = re.search(r'"label"\s*:\s*"([^"]*)"', text)
+    span = (m.start(1), m.end(1)) if m else (0, len(text))
+    toks = [(t.group(0), t.start(), t.end()) for t in _TOKEN.finditer(text)]
+    inside = [t for t in toks if t[2] > span[0] and t[1] < span[1]]
+    share = math.log(p) / len(inside) if (p and inside) else None
+    out = []
+    for tok, a, b_ in toks:
+        lp = share if (share is not None and b_ > span[0] and a < span[1]) else -0.0001
+        alts = [{"token": tok, "logprob": lp, "bytes": list(tok.encode())}]
+        alts += [{"token": f"<alt{i}>", "logprob": lp - 2.0 - i, "bytes": list(f"<alt{i}>".encode())} for i in range(max(top - 1, 0))]
+        out.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()), "top_logprobs": alts[:top]})
+    return out
 
 
 def _block(role: str, messages: list[dict]) -> str:

@@ -99,6 +99,8 @@ class FakeVertex:
         self.memories: dict[str, Memory] = {}  # endpoint resource name -> what its model knows
         self.judges: dict[str, Any] = {}  # base model -> prefer(conversation, reply_a, reply_b): answers as a judge
         self.judged: list[dict[str, str]] = []
+        self.labelers: dict[str, Any] = {}  # base model -> answer(user_text) -> (text, p)
+        self.labelled: list[dict[str, Any]] = []  # system, user, logprobs of each labeller request
         self.plans: deque[Plan] = deque()
         self.malformed_every = 0
         self.answered = 0
@@ -120,6 +122,13 @@ class FakeVertex:
 
     def next_job(self, plan: Plan) -> None:
         self.plans.append(plan)
+
+    def add_labeler(self, model: str, answer) -> str:
+        """Base model ``model`` answers with ``answer(user_text) -> (text, p)`` (see the OpenAI stand-in's
+        ``add_labeler``); with ``responseLogprobs`` (and ``p`` not None) the candidate carries ``logprobsResult``
+        (``chosenCandidates`` of ``{token, logProbability}``, ``topCandidates``) as Vertex returns it."""
+        self.labelers[model] = answer
+        return model
 
     def add_judge(self, model: str, prefer) -> str:
         """Base model ``model`` answers judge requests with ``prefer(conversation, reply_a, reply_b)``."""
@@ -187,6 +196,18 @@ class FakeVertex:
 
     def _public(self, job: Job) -> dict[str, Any]:
         return {k: v for k, v in job.body.items() if not k.startswith("_")}
+
+    def _label(self, model: str, b: dict[str, Any]) -> Response:
+        user = [c for c in b.get("contents", []) if c.get("role") == "user"]
+        text_in = " ".join(p.get("text", "") for p in user[-1]["parts"]) if user else ""
+        system = " ".join(p.get("text", "") for p in (b.get("systemInstruction") or {}).get("parts", []))
+        cfg = b.get("generationConfig") or {}
+        with self._lock:
+            self.answered += 1
+            self.labelled.append({"system": system, "user": text_in, "logprobs": bool(cfg.get("responseLogprobs")),
+                                  "top_logprobs": cfg.get("logprobs")})
+        text, p = self.labelers[model](text_in)
+        return Response(200, _label_response(model, text, p, cfg))
 
     def _routes(self) -> None:
         r = self.http.route
@@ -284,6 +305,8 @@ class FakeVertex:
             from tests.fakes.chat_data import judge_parts
 
             model = req.params["model"]
+            if model in self.labelers:
+                return self._label(model, req.json())
             if model not in self.judges:
                 return Response(404, _error(404, f"Publisher Model projects/{req.params['project']}/locations/"
                                                  f"{req.params['location']}/publishers/google/models/{model} not found."))
@@ -326,3 +349,18 @@ class FakeVertex:
                     "modelVersion": endpoint,
                 },
             )
+
+
+def _label_response(model: str, text: str, p: float | None, cfg: dict[str, Any]) -> dict[str, Any]:
+    from tests.fakes.openai_server import _token_logprobs
+
+    cand: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
+    if cfg.get("responseLogprobs") and p is not None:
+        toks = _token_logprobs(text, p, int(cfg.get("logprobs") or 0))
+        cand["logprobsResult"] = {
+            "chosenCandidates": [{"token": t["token"], "logProbability": t["logprob"]} for t in toks],
+            "topCandidates": [{"candidates": [{"token": a["token"], "logProbability": a["logprob"]}
+                                              for a in t["top_logprobs"]]} for t in toks],
+        }
+        cand["avgLogprobs"] = sum(t["logprob"] for t in toks) / max(len(toks), 1)
+    return {"candidates": [cand], "modelVersion": model}

@@ -417,6 +417,18 @@ class GeminiProvider(hosted.HostedProvider):
         handle.state = "cancelled"
         self.log(f"[gemini] cancelled job {handle.job_id}")
 
+    def _predict_client(self, model_ref: str):
+        """The client that answers ``model_ref``: a tuned endpoint's project and region, or the provider's for a base model."""
+        m = _ENDPOINT.match(model_ref or "")
+        if m:
+            return self.client(m["project"], m["location"])
+        if _BASE_MODEL.match(model_ref or ""):
+            return self.client()
+        raise ProviderError(
+            f"model_ref={model_ref!r} is not a Vertex endpoint (projects/<p>/locations/<l>/endpoints/<id>) nor a "
+            "Gemini base model (gemini-...); pass the model_ref a gemini tuning job returned, or a model name"
+        )
+
     def predict(self, model_ref: str, examples: Sequence[Example]) -> list[str]:
         """``generate_content`` on the tuned endpoint per example (temperature 0); its text.
 
@@ -425,16 +437,7 @@ class GeminiProvider(hosted.HostedProvider):
         """
         from google.genai import types
 
-        m = _ENDPOINT.match(model_ref or "")
-        if m:
-            client = self.client(m["project"], m["location"])
-        elif _BASE_MODEL.match(model_ref or ""):
-            client = self.client()
-        else:
-            raise ProviderError(
-                f"model_ref={model_ref!r} is not a Vertex endpoint (projects/<p>/locations/<l>/endpoints/<id>) nor a "
-                "Gemini base model (gemini-...); pass the model_ref a gemini tuning job returned, or a model name"
-            )
+        client = self._predict_client(model_ref)
         policy = self.predict_policy
 
         def ask(example: Example) -> str:
@@ -454,3 +457,37 @@ class GeminiProvider(hosted.HostedProvider):
             log=self.log, sleep=self.sleep,
         )
         return answers
+
+    def predict_scored(self, model_ref: str, examples: Sequence[Example], *, top_logprobs: int = 5):
+        """Like :meth:`predict`, asked with ``response_logprobs`` and ``logprobs``: the answers and their tokens.
+
+        The tokens are ``candidates[0].logprobs_result.chosen_candidates`` as ``{"token", "logprob"}`` dicts, or
+        None where the answer came without them (tuneloop.labeling reads them).
+        """
+        from google.genai import types
+
+        client = self._predict_client(model_ref)
+        policy = self.predict_policy
+        tokens: dict[str, Any] = {}
+
+        def ask(example: Example) -> str:
+            system, contents = contents_of(example)
+            r = client.models.generate_content(
+                model=model_ref,
+                contents=contents,
+                config=types.GenerateContentConfig(
+                    system_instruction=system, temperature=0, max_output_tokens=policy.max_output_tokens,
+                    response_logprobs=True, logprobs=top_logprobs,
+                ),
+            )
+            cand = r.candidates[0] if r.candidates else None
+            chosen = getattr(getattr(cand, "logprobs_result", None), "chosen_candidates", None)
+            tokens[example.id] = [{"token": c.token or "", "logprob": c.log_probability} for c in chosen] if chosen else None
+            parts = cand.content.parts if cand and cand.content else None
+            return "".join(p.text or "" for p in parts or [])
+
+        answers, self.last_predict = hosted.predict_all(
+            ask, examples, policy=policy, counter=self.counter, what=f"[gemini] predict {model_ref}",
+            log=self.log, sleep=self.sleep,
+        )
+        return answers, [tokens.get(e.id) for e in examples]

@@ -350,3 +350,33 @@ class OpenAIProvider(hosted.HostedProvider):
             log=self.log, sleep=self.sleep,
         )
         return answers
+
+    def predict_scored(self, model_ref: str, examples: Sequence[Example], *, top_logprobs: int = 5):
+        """Like :meth:`predict`, asked with ``logprobs=true, top_logprobs``: the answers and each answer's tokens.
+
+        The tokens are the API's ``choices[0].logprobs.content`` entries as dicts (``token``, ``logprob``,
+        ``top_logprobs``), or None where the answer came without them (tuneloop.labeling reads them).
+        """
+        policy = self.predict_policy
+        client = self.client
+        tokens: dict[str, Any] = {}
+
+        def ask(example: Example) -> str:
+            r = client.chat.completions.create(
+                model=model_ref,
+                messages=hosted.prompt_messages(example),
+                temperature=0,
+                max_completion_tokens=policy.max_output_tokens,
+                logprobs=True,
+                top_logprobs=top_logprobs,
+            )
+            choice = r.choices[0] if r.choices else None
+            content = getattr(getattr(choice, "logprobs", None), "content", None)
+            tokens[example.id] = [t.model_dump() for t in content] if content else None
+            return (choice.message.content or "") if choice else ""
+
+        answers, self.last_predict = hosted.predict_all(
+            ask, examples, policy=policy, counter=self.counter, what=f"[openai] predict {model_ref}",
+            log=self.log, sleep=self.sleep,
+        )
+        return answers, [tokens.get(e.id) for e in examples]
