@@ -3,11 +3,13 @@
 - ``export-dataset``: extract -> build + publish a dataset version (or a recorded skip).
 - ``tune-and-promote``: dataset -> provider branch (tune -> evaluate -> promote).
 - ``continuous-tuning``: both, as one scheduled run.
+- ``select-model``: dataset -> the provider, base model and starting hyperparameters to tune.
 - ``selfplay-training``: self-play shards -> combine -> train (GPU) -> gauntlet -> promote (or a recorded skip).
 """
 
 from tuneloop.pipelines.continuous_tuning import continuous_tuning
 from tuneloop.pipelines.export_dataset import export_dataset
+from tuneloop.pipelines.select_model import select_model
 from tuneloop.pipelines.selfplay_training import selfplay_training
 from tuneloop.pipelines.tune_and_promote import tune_and_promote
 
@@ -15,7 +17,8 @@ PIPELINES = {
     "export-dataset": export_dataset,
     "tune-and-promote": tune_and_promote,
     "continuous-tuning": continuous_tuning,
+    "select-model": select_model,
     "selfplay-training": selfplay_training,
 }
 
-__all__ = ["PIPELINES", "continuous_tuning", "export_dataset", "selfplay_training", "tune_and_promote"]
+__all__ = ["PIPELINES", "continuous_tuning", "export_dataset", "select_model", "selfplay_training", "tune_and_promote"]

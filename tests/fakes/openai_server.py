@@ -90,6 +90,8 @@ class FakeOpenAI:
         self.malformed_every = 0  # every n-th chat completion answers with a malformed text
         self.judges: dict[str, Callable[[str, str, str], str]] = {}
         self.judged: list[dict[str, str]] = []  # what each judge request showed: conversation, reply_a, reply_b
+        self.responders: dict[str, Callable[[list[dict]], str]] = {}
+        self.asked: list[dict[str, Any]] = []  # the request bodies responder models received
         self.answered = 0
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -130,6 +132,12 @@ class FakeOpenAI:
         """``model`` answers judge requests with ``prefer(conversation, reply_a, reply_b)`` (its raw text)."""
         with self._lock:
             self.judges[model] = prefer
+        return model
+
+    def add_responder(self, model: str, answer: Callable[[list[dict]], str]) -> str:
+        """``model`` answers every chat completion with ``answer(messages)`` (its raw text); requests go to ``asked``."""
+        with self._lock:
+            self.responders[model] = answer
         return model
 
     def statuses(self) -> dict[str, str]:
@@ -342,6 +350,13 @@ class FakeOpenAI:
         def chat(req: Request) -> Response:
             b = req.json()
             model = b.get("model")
+            if model in self.responders:
+                with self._lock:
+                    self.answered += 1
+                    self.asked.append(b)
+                    n = self.answered
+                text = self.responders[model](b.get("messages") or [])
+                return Response(200, _completion(n, model, text, _block("user", b.get("messages") or [])))
             if model in self.judges:
                 text = _block("user", b.get("messages") or [])
                 seen = {k: _tag(text, k) for k in ("conversation", "reply_a", "reply_b")}
