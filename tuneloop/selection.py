@@ -49,6 +49,7 @@ KINDS = ("fine-tune", "few-shot", "local")
 # A provider config's epochs field, by the names the providers use (OpenAI, Vertex/Bedrock, LoRA).
 EPOCH_FIELDS = ("n_epochs", "epoch_count", "epochs")
 RANKER_MAX_OUTPUT_TOKENS = 1024
+RANKER_MAX_REASONING = 1000  # characters of the ranker's reasoning kept in the decision record
 _RULES_KEYS = ("rules",)
 
 
@@ -132,6 +133,8 @@ class Rule:
             raise ValueError(f"name={self.name!r} must be a short name (letters, digits, '-', '_', '.'), e.g. small-data")
         if not isinstance(self.reason, str) or not self.reason.strip():
             raise ValueError("reason is empty; say why the rule exists (the report shows it)")
+        if not isinstance(self.when, When):
+            raise ValueError(f"when={self.when!r} must be a mapping of conditions, e.g. {{rows_below: 500}}")
         if self.effect not in EFFECTS:
             raise ValueError(f"effect={self.effect!r} must be one of {list(EFFECTS)}")
         if isinstance(self.score, bool) or not isinstance(self.score, int | float) or not math.isfinite(self.score):
@@ -309,7 +312,8 @@ def _count(value: Any, what: str) -> int:
 
 
 def _estimate_tokens(uri: str) -> TokenFacts:
-    """Train-split token counts from the canonical examples: o200k_base over each turn + OpenAI's chat framing."""
+    """Train-split token counts from the canonical examples: o200k_base over each turn + OpenAI's chat framing
+    (3 tokens a message, 1 for its role, 3 priming the reply)."""
     from tuneloop import datasets
     from tuneloop import examples as ex
     from tuneloop.formats.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, get_counter
@@ -318,9 +322,10 @@ def _estimate_tokens(uri: str) -> TokenFacts:
     path = datasets.canonical_files(uri)[0]
     total = largest = 0
     for batch in ex.iter_parquet(path):
+        texts = [m.content for e in batch for m in e.messages]
+        counts = iter(counter.count_many(texts))  # one call per batch; the counter caches repeated turns
         for e in batch:
-            texts = [m.content for m in e.messages] + ([e.label] if e.label else [])
-            n = sum(counter.count_many(texts)) + TOKENS_PER_MESSAGE * (len(e.messages) + 1) + TOKENS_REPLY_PRIMING
+            n = sum(next(counts) for _ in e.messages) + (TOKENS_PER_MESSAGE + 1) * len(e.messages) + TOKENS_REPLY_PRIMING
             total += n
             largest = max(largest, n)
     return TokenFacts(total, largest, False, "estimate from the canonical train split (o200k_base)")
@@ -758,6 +763,11 @@ def select_model(
             candidates.append(c)
             if task not in cls.tasks:
                 c.refusals.append(f"task {task!r} is not supported: {name} declares {list(cls.tasks)}")
+            missing = registry.missing_requirements(cls)
+            if missing and cls.image == "cpu":  # its tune task runs on this task's image
+                c.refusals.append(f"{name} needs {missing}, which is not installed here: {registry.install_hint(cls)}")
+            elif missing:
+                c.notes.append(f"needs {missing} on the {cls.image} image (not installed here)")
             if info is None:
                 if cls.hosted:
                     c.refusals.append(f"{name} has no model in the catalog (as {cls.catalog_name()!r}): its limits and price are "
@@ -855,6 +865,7 @@ def select_model(
             ranker_part["note"] = "the ranker's answer did not parse as the ranking JSON; it was counted and ignored"
         else:
             order, ranker_reasoning, confidence = parsed_answer
+            ranker_reasoning = ranker_reasoning[:RANKER_MAX_REASONING]
             ranker_part.update(reasoning=ranker_reasoning, confidence=confidence, ranking=order)
             pos = 0
             for cid in order:

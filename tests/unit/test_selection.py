@@ -275,6 +275,7 @@ def test_a_ranking_in_a_json_fence_parses():
     ("rules:\n  - {name: a, reason: r, effect: refuse, score: 3}\n", "score=3.0 applies to effect 'prefer' only"),
     ("rules:\n  - {name: a, reason: r, effect: prefer, when: {kinds: [finetune]}}\n", "'finetune' is not a catalog kind"),
     ("rules:\n  - {name: a, reason: r, effect: prefer, when: {rows_below: 2.5}}\n", "rows_below=2.5 must be an integer"),
+    ("rules:\n  - {name: a, reason: r, effect: refuse, when: [rows_below]}\n", "when=['rows_below'] must be a mapping"),
     ("rule:\n  - {name: a}\n", "unknown top-level key 'rule' (did you mean 'rules'?)"),
     ("rules: {name: a}\n", "rules must be a list"),
     ("rules: [\n", "is not valid YAML"),
