@@ -15,10 +15,12 @@ from tuneloop.pipelines.local_runner import LocalRunFailed, run_local_pipeline
 
 from tests.conftest import TESTDATA
 from tests.fakes import fixtures as stand_ins
+from tests.unit.hosted import conftest as hosted
 from tuneloop import datasets, decisions
 from tuneloop import examples as ex
 
 openai_fake = stand_ins.openai_fake
+dataset = hosted.dataset  # 120 support messages rendered in the openai, gemini and bedrock formats
 
 CATALOG = str(TESTDATA / "selection" / "catalog.yaml")
 RANKER = "gpt-ranker-test"
@@ -87,3 +89,42 @@ def test_a_bad_budget_fails_the_task_naming_the_parameter(env):
     with pytest.raises(LocalRunFailed) as info:
         run_local_pipeline("select-model", _params(env, budget_usd=-2.0), pipeline_root=env["root"], quiet=True)
     assert "budget_usd=-2.0 must be a number of USD >= 0" in info.value.error
+
+
+FEED_RULES = """
+rules:
+  - name: hosted-needs-credential
+    reason: no credential, no call
+    when: {hosted: true, credential_missing: true}
+    effect: refuse
+  - name: hosted-only
+    reason: this run tunes a hosted model
+    when: {hosted: false}
+    effect: refuse
+  - name: stand-in-polling
+    reason: the stand-in's jobs advance per poll; no need to wait between polls
+    when: {providers: [openai]}
+    effect: hyperparameters
+    hyperparameters: {poll_initial_s: 0.0, poll_max_s: 0.0, retry_initial_s: 0.0, retry_max_s: 0.01}
+"""
+
+
+@pytest.mark.slow  # ~21 s on 2 cores: two pipeline runs, a tuning job and an evaluation on the stand-in
+def test_the_selection_outputs_feed_tune_and_promote(env, openai_fake, dataset, tmp_path):
+    """select-model on a dataset rendered for OpenAI, then tune-and-promote with exactly its outputs."""
+    from tests.fakes.fixtures import TEST_CATALOG
+    from tuneloop.registry import FileRegistry
+
+    (tmp_path / "feed.yaml").write_text(FEED_RULES)
+    chosen = run_local_pipeline("select-model", {
+        "dataset_uri": dataset.uri, "budget_usd": 5.0, "rules": str(tmp_path / "feed.yaml"), "catalog": TEST_CATALOG,
+        "today": "2026-12-01"}, pipeline_root=env["root"], quiet=True).outputs
+    # the stand-in catalog's retired gpt-3.5 and its 16-token gpt-4o-mini are refused; gpt-4.1-mini is left
+    assert (chosen["provider"], chosen["base_model"]) == ("openai", "gpt-4.1-mini-2025-04-14")
+    params = {"dataset_uri": dataset.uri, "registry_uri": str(tmp_path / "registry"), "model_name": "intents",
+              "reports_uri": str(tmp_path / "reports"), "min_values": {"accuracy": 0.6}, **chosen}
+    run_local_pipeline("tune-and-promote", params, pipeline_root=env["root"], quiet=True)
+    champion = FileRegistry(str(tmp_path / "registry"), "intents").champion()
+    assert champion.version == "v1" and champion.provider == "openai"
+    [job] = openai_fake.jobs.values()
+    assert job.body["model"] == "gpt-4.1-mini-2025-04-14"
