@@ -576,9 +576,8 @@ def parse_ranking(answer: Any) -> tuple[list[str], str, float | None] | None:
     return [r.strip() for r in ranking], reasoning.strip(), None if confidence is None else float(confidence)
 
 
-def _ask_ranker(spec: RankerSpec, request, eval_options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
-    from tuneloop.providers.registry import provider_class
-    from tuneloop.reports.evaluation import predict_facts
+def _ranker_policy(eval_options: Mapping[str, Any] | None):
+    """``eval_options`` as the ranker's PredictPolicy (answers up to RANKER_MAX_OUTPUT_TOKENS unless set)."""
     from tuneloop.stages import eval_policy
 
     try:
@@ -587,6 +586,15 @@ def _ask_ranker(spec: RankerSpec, request, eval_options: Mapping[str, Any] | Non
         raise SelectionError(str(exc)) from exc
     if "max_output_tokens" not in (eval_options or {}):
         policy = dataclasses.replace(policy, max_output_tokens=max(policy.max_output_tokens, RANKER_MAX_OUTPUT_TOKENS))
+    return policy
+
+
+def _ask_ranker(spec: RankerSpec, request, eval_options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """One request to the ranker (its provider's ``predict`` under ``eval_options``); provider errors propagate."""
+    from tuneloop.providers.registry import provider_class
+    from tuneloop.reports.evaluation import predict_facts
+
+    policy = _ranker_policy(eval_options)
     cls = provider_class(spec.provider)
     prov = cls(predict=policy) if cls.hosted else cls()
     answers = prov.predict(spec.model, [request])
@@ -704,13 +712,19 @@ def select_model(
     from tuneloop.providers.base import PreflightError
     from tuneloop.providers.hosted import HostedConfig
     from tuneloop.providers.hosted.preflight import check_budget
-    from tuneloop.secrets import MissingSecret, check_credentials
+    from tuneloop.secrets import MissingSecret, check_credentials, check_task_env
 
     budget = _check_budget(budget_usd)
     day = _check_today(today)
     parsed = rules if isinstance(rules, Rules) else load_rules(rules or None)
     spec = parse_ranker(ranker)
     models = _check_base_models(base_models)
+    try:
+        check_task_env(task_env or {})
+    except ValueError as exc:
+        raise SelectionError(str(exc)) from exc
+    if spec is not None:
+        _ranker_policy(eval_options)  # a bad eval_options fails before anything is read or asked
     try:
         cat = load_catalog(catalog or None)
     except (CatalogError, OSError) as exc:
@@ -895,8 +909,8 @@ def select_model(
         reasoning += (f"; ranker {spec.label}: {ranker_reasoning}" if not ranker_part["malformed"]
                       else f"; ranker {spec.label}'s answer was malformed and ignored")
     inputs = {"dataset_hash": facts.dataset_hash, "task": task, "budget_usd": budget, "today": day.isoformat(),
-              "rules": [dataclasses.asdict(r) for r in parsed.rules], "catalog": cat.as_of,
-              "catalog_path": catalog, "ranker": spec.label if spec else "", "base_models": models}
+              "rules": [dataclasses.asdict(r) for r in parsed.rules], "catalog": [m.to_dict() for m in cat.models],
+              "ranker": spec.label if spec else "", "base_models": models, "credential_missing": creds}
     record = decisions.Decision(
         stage=STAGE, decision=best.id, reasoning=reasoning, confidence=confidence,
         inputs_hash=decisions.inputs_hash(inputs),

@@ -310,6 +310,8 @@ def test_the_packaged_rules_parse_and_family_names_expand():
     ({"task": "chat"}, "task='chat' but dataset"),
     ({"task": "summarise"}, "task='summarise' must be one of"),
     ({"base_models": {"os-lora": "/m"}}, "base_models: provider='os-lora' is not a known provider"),
+    ({"ranker": "openai:x", "eval_options": {"max_request": 3}}, "unknown key 'max_request' (did you mean 'max_requests'?)"),
+    ({"task_env": {"OPENAI_API_KEY": "sk-live-123"}}, "task_env: 'OPENAI_API_KEY' is not allowed"),
 ])
 def test_bad_input_names_the_parameter(small, kw, expected):
     with pytest.raises(SelectionError) as info:
