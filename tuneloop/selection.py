@@ -672,6 +672,116 @@ def _check_base_models(value: Any) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every candidate is judged against (one selection's inputs)."""
+
+    facts: DatasetFacts
+    task: str
+    budget: float
+    day: dt.date
+    rules: Rules
+    catalog_path: str
+    base_models: Mapping[str, str]
+    tokens_of: Any  # provider class -> TokenFacts
+    credential_missing: Any  # Candidate -> bool
+
+
+def _judge(cls, info, ctx: _Context) -> Candidate:
+    """One (provider, catalog entry) as a Candidate: the fixed checks, the rules, the starting config, the cost."""
+    from tuneloop.catalog import WILDCARD
+    from tuneloop.providers import registry
+    from tuneloop.providers.base import PreflightError
+    from tuneloop.providers.hosted import HostedConfig
+    from tuneloop.providers.hosted.preflight import check_budget
+
+    name, facts = cls.name, ctx.facts
+    c = Candidate(provider=name, base_model=info.name if info else "", hosted=cls.hosted,
+                  kind=info.kind if info else ("local" if not cls.hosted else "fine-tune"),
+                  platform=info.platform if info else "")
+    if ctx.task not in cls.tasks:
+        c.refusals.append(f"task {ctx.task!r} is not supported: {name} declares {list(cls.tasks)}")
+    missing = registry.missing_requirements(cls)
+    if missing and cls.image == "cpu":  # its tune task runs on this task's image
+        c.refusals.append(f"{name} needs {missing}, which is not installed here: {registry.install_hint(cls)}")
+    elif missing:
+        c.notes.append(f"needs {missing} on the {cls.image} image (not installed here)")
+    tokens = None
+    if info is None:
+        if cls.hosted:
+            c.refusals.append(f"{name} has no model in the catalog (as {cls.catalog_name()!r}): its limits and price "
+                              "are unknown; add its models to the catalog")
+        else:
+            c.notes.append("not in the catalog: no dataset limits checked")
+    else:
+        if info.name == WILDCARD:
+            if name in ctx.base_models:
+                c.base_model = ctx.base_models[name]
+            else:
+                c.refusals.append(f"{name} tunes a base model you provide: pass base_models={{{name!r}: PATH}} "
+                                  "(a model folder) to consider it")
+        if info.is_retired(ctx.day):
+            c.refusals.append(f"retired: end of life {info.end_of_life.isoformat()} is before today "
+                              f"({ctx.day.isoformat()})")
+        elif info.end_of_life is not None:
+            c.notes.append(f"end of life {info.end_of_life.isoformat()}: tuned models stop working then")
+        if info.kind == "fine-tune" and not info.tunable:
+            c.refusals.append(f"{info.name} cannot be fine-tuned (tunable: false in the catalog)")
+        if facts.rows < info.min_examples:
+            c.refusals.append(f"too few rows: {facts.rows} train rows < min_examples {info.min_examples}")
+        if info.max_examples is not None and facts.rows > info.max_examples:
+            c.refusals.append(f"too many rows: {facts.rows} train rows > max_examples {info.max_examples}")
+        tokens = ctx.tokens_of(cls)
+        c.train_tokens = tokens.train_tokens
+        if info.max_tokens_per_example is not None and tokens.max_example_tokens > info.max_tokens_per_example:
+            c.refusals.append(
+                f"examples too long: the largest has {tokens.max_example_tokens:,} tokens > "
+                f"max_tokens_per_example {info.max_tokens_per_example:,} ({tokens.source})")
+    # the rules: hyperparameters (the cost depends on them), refuse, prefer
+    hp: dict[str, Any] = {}
+    for r in ctx.rules.rules:
+        if not _matches(r.when, c, facts, ctx.task, ctx.budget, tokens, ctx.credential_missing):
+            continue
+        if r.effect == "hyperparameters":
+            hp.update(r.hyperparameters)
+            c.notes.append(f"rule {r.name}: {dict(r.hyperparameters)} ({r.reason})")
+        elif r.effect == "refuse":
+            c.refusals.append(f"refused by rule {r.name}: {r.reason}")
+        else:
+            c.score += r.score
+            c.preferences.append(f"{r.name} {r.score:+g}")
+    if issubclass(cls.config_class, HostedConfig):
+        hp["budget_usd"] = ctx.budget  # what the tuning job's preflight will hold it to
+        if ctx.catalog_path:
+            hp["catalog"] = ctx.catalog_path
+    try:
+        cfg = cls.parse_config(hp)
+    except ConfigError as exc:
+        c.refusals.append(f"starting hyperparameters do not parse: {exc}")
+        return c
+    c.hyperparameters = _changed(cfg)
+    if info is None:
+        c.estimated_cost_usd = None if cls.hosted else 0.0
+        return c
+    c.epochs = info.epochs_for(facts.rows, _config_epochs(cfg))
+    if info.kind == "few-shot":
+        c.estimated_cost_usd = 0.0
+        c.notes.append("few-shot adapter: no training bill; evaluation is billed per request")
+        return c
+    train_tokens = tokens.train_tokens
+    c.estimated_cost_usd = cost = info.training_cost_usd(train_tokens, c.epochs)
+    if isinstance(cfg, HostedConfig):
+        try:
+            c.notes += check_budget(cost, cfg, info, tokens=train_tokens, epochs=c.epochs)
+        except PreflightError as exc:
+            c.refusals.append(f"cost: {exc}")
+    elif cost is None:
+        c.refusals.append(f"{info.name} has no price in the catalog; its cost cannot be checked against the budget")
+    elif cost > ctx.budget:
+        c.refusals.append(f"estimated cost ${cost:,.2f} > budget_usd ${ctx.budget:,.2f}")
+    return c
+
+
 def select_model(
     *,
     dataset_uri: str,
@@ -707,11 +817,8 @@ def select_model(
         NoAdmissibleCandidate: every candidate was refused; the message lists them all with their reasons.
     """
     from tuneloop import decisions
-    from tuneloop.catalog import WILDCARD, CatalogError, load_catalog
+    from tuneloop.catalog import CatalogError, load_catalog
     from tuneloop.providers import registry
-    from tuneloop.providers.base import PreflightError
-    from tuneloop.providers.hosted import HostedConfig
-    from tuneloop.providers.hosted.preflight import check_budget
     from tuneloop.secrets import MissingSecret, check_credentials, check_task_env
 
     budget = _check_budget(budget_usd)
@@ -767,94 +874,12 @@ def select_model(
                 raise SelectionError(f"task_env: {exc}") from exc
         return creds[c.provider]
 
+    ctx = _Context(facts=facts, task=task, budget=budget, day=day, rules=parsed, catalog_path=catalog,
+                   base_models=models, tokens_of=tokens_of, credential_missing=credential_missing)
     candidates: list[Candidate] = []
-    for name, cls in sorted(registry.provider_classes().items()):
-        entries = _entries(cls, cat) or [None]
-        for info in entries:
-            c = Candidate(provider=name, base_model=info.name if info else "", hosted=cls.hosted,
-                          kind=info.kind if info else ("local" if not cls.hosted else "fine-tune"),
-                          platform=info.platform if info else "")
-            candidates.append(c)
-            if task not in cls.tasks:
-                c.refusals.append(f"task {task!r} is not supported: {name} declares {list(cls.tasks)}")
-            missing = registry.missing_requirements(cls)
-            if missing and cls.image == "cpu":  # its tune task runs on this task's image
-                c.refusals.append(f"{name} needs {missing}, which is not installed here: {registry.install_hint(cls)}")
-            elif missing:
-                c.notes.append(f"needs {missing} on the {cls.image} image (not installed here)")
-            if info is None:
-                if cls.hosted:
-                    c.refusals.append(f"{name} has no model in the catalog (as {cls.catalog_name()!r}): its limits and price are "
-                                      "unknown; add its models to the catalog")
-                else:
-                    c.notes.append("not in the catalog: no dataset limits checked")
-            else:
-                if info.name == WILDCARD:
-                    if name in models:
-                        c.base_model = models[name]
-                    else:
-                        c.refusals.append(f"{name} tunes a base model you provide: pass base_models="
-                                          f"{{{name!r}: PATH}} (a model folder) to consider it")
-                if info.is_retired(day):
-                    c.refusals.append(f"retired: end of life {info.end_of_life.isoformat()} is before today "
-                                      f"({day.isoformat()})")
-                elif info.end_of_life is not None:
-                    c.notes.append(f"end of life {info.end_of_life.isoformat()}: tuned models stop working then")
-                if info.kind == "fine-tune" and not info.tunable:
-                    c.refusals.append(f"{info.name} cannot be fine-tuned (tunable: false in the catalog)")
-                if facts.rows < info.min_examples:
-                    c.refusals.append(f"too few rows: {facts.rows} train rows < min_examples {info.min_examples}")
-                if info.max_examples is not None and facts.rows > info.max_examples:
-                    c.refusals.append(f"too many rows: {facts.rows} train rows > max_examples {info.max_examples}")
-            tokens = tokens_of(cls) if info is not None else None
-            if tokens is not None:
-                c.train_tokens = tokens.train_tokens
-                if info.max_tokens_per_example is not None and tokens.max_example_tokens > info.max_tokens_per_example:
-                    c.refusals.append(
-                        f"examples too long: the largest has {tokens.max_example_tokens:,} tokens > "
-                        f"max_tokens_per_example {info.max_tokens_per_example:,} ({tokens.source})")
-            # rules: hyperparameters first (the cost depends on them), then refuse / prefer
-            hp: dict[str, Any] = {}
-            matched = [r for r in parsed.rules if _matches(r.when, c, facts, task, budget, tokens, credential_missing)]
-            for r in matched:
-                if r.effect == "hyperparameters":
-                    hp.update(r.hyperparameters)
-                    c.notes.append(f"rule {r.name}: {dict(r.hyperparameters)} ({r.reason})")
-                elif r.effect == "refuse":
-                    c.refusals.append(f"refused by rule {r.name}: {r.reason}")
-                else:
-                    c.score += r.score
-                    c.preferences.append(f"{r.name} {r.score:+g}")
-            if issubclass(cls.config_class, HostedConfig):
-                hp["budget_usd"] = budget
-                if catalog:
-                    hp["catalog"] = catalog
-            try:
-                cfg = cls.parse_config(hp)
-            except ConfigError as exc:
-                c.refusals.append(f"starting hyperparameters do not parse: {exc}")
-                continue
-            c.hyperparameters = _changed(cfg)
-            if info is None:
-                c.estimated_cost_usd = 0.0 if not cls.hosted else None
-                continue
-            n = _config_epochs(cfg)
-            c.epochs = info.epochs_for(facts.rows, n)
-            if info.kind == "few-shot":
-                c.estimated_cost_usd = 0.0
-                c.notes.append("few-shot adapter: no training bill; evaluation is billed per request")
-                continue
-            cost = info.training_cost_usd(tokens.train_tokens if tokens else 0, c.epochs)
-            c.estimated_cost_usd = cost
-            if isinstance(cfg, HostedConfig):
-                try:
-                    c.notes += check_budget(cost, cfg, info, tokens=tokens.train_tokens if tokens else 0, epochs=c.epochs)
-                except PreflightError as exc:
-                    c.refusals.append(f"cost: {exc}")
-            elif cost is None:
-                c.refusals.append(f"{info.name} has no price in the catalog; its cost cannot be checked against the budget")
-            elif cost > budget:
-                c.refusals.append(f"estimated cost ${cost:,.2f} > budget_usd ${budget:,.2f}")
+    for _, cls in sorted(registry.provider_classes().items()):
+        for info in _entries(cls, cat) or [None]:
+            candidates.append(_judge(cls, info, ctx))
 
     admissible = [c for c in candidates if c.admissible]
     if not admissible:
