@@ -349,3 +349,19 @@ def test_run_selection_writes_the_report_and_one_decision_record(small, tmp_path
                           dataset_uri=small, budget_usd=2, catalog=CATALOG, today=TODAY, environ=OPENAI_ONLY)
     assert again["provider"] == "sklearn"
     assert decisions.read(tmp_path / "d2.jsonl")[0].inputs_hash != record.inputs_hash  # the budget is an input
+
+
+def test_the_token_estimate_counts_every_turn_of_every_train_row(tmp_path):
+    from tuneloop.formats.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, get_counter
+    from tuneloop.selection import _estimate_tokens
+
+    rows = [ex.classification_example(f"card {i} declined " + "again " * (i % 7), ("billing", "cards")[i % 2],
+                                      system="be brief" if i % 3 else None) for i in range(500)]
+    datasets.build_dataset(rows, tmp_path / "ds", previous=None, task="classification")
+    train = datasets.load_dataset(str(tmp_path / "ds"), splits=["train"]).splits["train"]
+    counter = get_counter()
+    per_row = [sum(counter.count(m.content) for m in e.messages) + (TOKENS_PER_MESSAGE + 1) * len(e.messages)
+               + TOKENS_REPLY_PRIMING for e in train]
+    facts = _estimate_tokens(str(tmp_path / "ds"), batch_rows=64)  # several batches, rows of 2 and 3 turns
+    assert (facts.train_tokens, facts.max_example_tokens) == (sum(per_row), max(per_row))
+    assert facts.exact is False
