@@ -348,7 +348,11 @@ def dataset_facts(dataset_uri: str) -> DatasetFacts:
 
     if not isinstance(dataset_uri, str) or not dataset_uri.strip():
         raise SelectionError("dataset_uri is empty; pass a published dataset folder (export-dataset's dataset_uri)")
-    manifest, _ = storage.read_json(storage.join(dataset_uri, datasets.MANIFEST))
+    try:
+        manifest, _ = storage.read_json(storage.join(dataset_uri, datasets.MANIFEST))
+    except ValueError as exc:  # not JSON
+        raise SelectionError(f"dataset_uri={dataset_uri!r}: {datasets.MANIFEST} is not valid JSON ({exc}); "
+                             "publish the dataset again") from exc
     if not isinstance(manifest, Mapping):
         raise SelectionError(
             f"dataset_uri={dataset_uri!r} has no {datasets.MANIFEST}; pass a published dataset folder "
@@ -358,9 +362,11 @@ def dataset_facts(dataset_uri: str) -> DatasetFacts:
     if not isinstance(counts, Mapping) or "train" not in counts:
         raise SelectionError(f"dataset_uri={dataset_uri!r}: its manifest has no counts.train; publish the dataset again")
     rows = _count(counts["train"], "counts.train")
-    labels = tuple(str(x) for x in manifest.get("labels") or ())
+    raw_labels = manifest.get("labels") or ()
+    labels = tuple(str(x) for x in raw_labels) if isinstance(raw_labels, list | tuple) else ()
     tokens = {}
-    for fmt, report in (manifest.get("formats") or {}).items():
+    reports = manifest.get("formats")
+    for fmt, report in (reports.items() if isinstance(reports, Mapping) else ()):
         if not isinstance(report, Mapping) or not isinstance(report.get("tokens"), Mapping):
             continue
         t = report["tokens"].get("train")

@@ -365,3 +365,17 @@ def test_the_token_estimate_counts_every_turn_of_every_train_row(tmp_path):
     facts = _estimate_tokens(str(tmp_path / "ds"), batch_rows=64)  # several batches, rows of 2 and 3 turns
     assert (facts.train_tokens, facts.max_example_tokens) == (sum(per_row), max(per_row))
     assert facts.exact is False
+
+
+@pytest.mark.parametrize("manifest, expected", [
+    ("{not json", "manifest.json is not valid JSON"),
+    ('{"counts": {}}', "its manifest has no counts.train"),
+    ('{"counts": {"train": -3}}', "counts.train=-3 must be a whole number >= 0"),
+    ('{"counts": {"train": 40}, "formats": {"openai": {"tokens": {"train": "many"}}}}',
+     "formats.openai.tokens.train='many' must be a whole number"),
+])
+def test_a_damaged_manifest_is_refused_naming_the_field(tmp_path, manifest, expected):
+    (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(SelectionError) as info:
+        _select(str(tmp_path))
+    assert expected in str(info.value)
