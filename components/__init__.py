@@ -10,6 +10,7 @@ from tuneloop.components.evaluate import evaluate_model
 from tuneloop.components.extract import extract_examples
 from tuneloop.components.label import label_examples
 from tuneloop.components.promote import promote_model, record_skip
+from tuneloop.components.select import select_model
 from tuneloop.components.selfplay import (
     check_selfplay_config,
     combine_exports,
@@ -37,6 +38,7 @@ __all__ = [
     "record_selfplay_skip",
     "record_skip",
     "run_gauntlet",
+    "select_model",
     "train_policy_value_net",
     "tune_model",
 ]

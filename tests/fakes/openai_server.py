@@ -92,6 +92,8 @@ class FakeOpenAI:
         self.judged: list[dict[str, str]] = []  # what each judge request showed: conversation, reply_a, reply_b
         self.labelers: dict[str, Callable[[str], tuple[str, float | None]]] = {}
         self.labelled: list[dict[str, Any]] = []  # what each labeller request asked: system, user, logprobs
+        self.responders: dict[str, Callable[[list[dict]], str]] = {}
+        self.asked: list[dict[str, Any]] = []  # the request bodies responder models received
         self.answered = 0
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -141,6 +143,12 @@ class FakeOpenAI:
         returns it (``token``, ``logprob``, ``bytes``, ``top_logprobs``); ``p`` None: ``logprobs`` null."""
         with self._lock:
             self.labelers[model] = answer
+        return model
+
+    def add_responder(self, model: str, answer: Callable[[list[dict]], str]) -> str:
+        """``model`` answers every chat completion with ``answer(messages)`` (its raw text); requests go to ``asked``."""
+        with self._lock:
+            self.responders[model] = answer
         return model
 
     def statuses(self) -> dict[str, str]:
@@ -353,6 +361,13 @@ class FakeOpenAI:
         def chat(req: Request) -> Response:
             b = req.json()
             model = b.get("model")
+            if model in self.responders:
+                with self._lock:
+                    self.answered += 1
+                    self.asked.append(b)
+                    n = self.answered
+                text = self.responders[model](b.get("messages") or [])
+                return Response(200, _completion(n, model, text, _block("user", b.get("messages") or [])))
             if model in self.judges:
                 text = _block("user", b.get("messages") or [])
                 seen = {k: _tag(text, k) for k in ("conversation", "reply_a", "reply_b")}

@@ -72,3 +72,22 @@ def test_a_plugin_providers_task_kinds_count_in_the_first_tasks_refusal(plugin, 
     with pytest.raises(ConfigError, match=r"provider='word-vote' tunes \['classification'\] tasks, not task='chat'"):
         check_config(provider="word-vote", task="chat", **common)
     assert check_config(provider="word-vote", task="classification", **common)["task"] == "classification"
+
+
+def test_a_plugin_provider_is_a_select_model_candidate(plugin, tmp_path):
+    from tuneloop import datasets
+    from tuneloop import examples as ex
+    from tuneloop.selection import parse_rules, select_model
+
+    rows = [ex.classification_example(f"refund {i} is missing", ("billing", "refund")[i % 2]) for i in range(60)]
+    datasets.build_dataset(rows, tmp_path / "ds", previous=None, task="classification")
+    prefer = parse_rules({"rules": [{"name": "try-word-vote", "reason": "our own classifier first", "effect": "prefer",
+                                     "when": {"providers": ["word-vote"]}}]})
+    sel = select_model(dataset_uri=str(tmp_path / "ds"), rules=prefer, today="2026-12-01", environ={})
+    [candidate] = [c for c in sel.candidates if c.provider == "word-vote"]
+    assert (sel.provider, sel.base_model) == ("word-vote", "")  # no catalog entry: one candidate, no base model
+    assert candidate.notes == ["not in the catalog: no dataset limits checked"] and candidate.score == 1
+    plain = select_model(dataset_uri=str(tmp_path / "ds"), rules=parse_rules({"rules": []}), today="2026-12-01",
+                         environ={})
+    ranks = {c.provider: c.rank for c in plain.candidates if c.admissible}
+    assert ranks["sklearn"] < ranks["word-vote"]  # without the preference, cost ties break by name

@@ -145,6 +145,9 @@ class Provider(abc.ABC):
         serving: the serving container a Vertex AI endpoint runs its champion on (``sklearn``: the
             prebuilt scikit-learn image; ``llm``: an LLM serving image over the adapter), or None
             when its models are served by the provider (the ``deploy_endpoint`` step skips them).
+        platforms: the catalog platforms of the base models it tunes, when it shares its catalog
+            name with other providers (a family member: ``("bedrock",)``); () = every entry listed
+            under its catalog name (the ``select-model`` step reads this).
     """
 
     name: ClassVar[str] = ""
@@ -160,6 +163,7 @@ class Provider(abc.ABC):
     family_default: ClassVar[bool] = False
     credential: ClassVar[str | None] = None
     serving: ClassVar[str | None] = None
+    platforms: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def catalog_name(cls) -> str:

@@ -87,6 +87,7 @@ class ClaudeBedrockProvider(ClaudeFamily):
     requires = ("boto3",)
     credential = "aws"
     config_class = BedrockConfig
+    platforms = ("bedrock",)
 
     def _model(self, request: TuneRequest, cfg: BedrockConfig):
         catalog = hosted.load_catalog_for(cfg)

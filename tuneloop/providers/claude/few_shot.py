@@ -91,6 +91,7 @@ class ClaudeFewShotProvider(ClaudeFamily):
     requires = ("anthropic",)
     credential = "ANTHROPIC_API_KEY"
     config_class = FewShotConfig
+    platforms = ("anthropic",)
 
     def _model(self, request: TuneRequest, cfg: FewShotConfig):
         catalog = hosted.load_catalog_for(cfg)
