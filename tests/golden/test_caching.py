@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-NAMES = ["continuous-tuning", "export-dataset", "select-model", "selfplay-training", "tune-and-promote"]
+NAMES = ["continuous-tuning", "export-dataset", "label-examples", "select-model", "selfplay-training", "tune-and-promote"]
 # component -> why its result follows from its inputs alone
 CACHEABLE = {
     "tune-model": "a content-addressed dataset + base model + hyperparameters; hosted jobs are keyed the same way",
@@ -38,6 +38,7 @@ NEVER_CACHED = {
     "combine-exports": "earlier runs' exports under data_root; it keeps this run's",
     "promote-selfplay": "the registry (compare-and-set of the champion)",
     "deploy-champion": "the registry's champion and the endpoint's deployments; it moves traffic",
+    "label-examples": "the warehouse (unlabelled rows, the review table's corrections) and the labeller's answers; it writes both tables",
     "select-model": "the clock (end-of-life dates), the credentials in the task's environment, the ranker's answer",
     "record-selfplay-skip": "the registry's champion and curriculum record; writes the summary",
 }

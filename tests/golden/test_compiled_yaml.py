@@ -11,7 +11,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-NAMES = ["continuous-tuning", "export-dataset", "select-model", "selfplay-training", "tune-and-promote"]
+NAMES = ["continuous-tuning", "export-dataset", "label-examples", "select-model", "selfplay-training", "tune-and-promote"]
 
 
 def _normalise(text: str) -> dict:

@@ -22,7 +22,7 @@ from tuneloop.version import __version__
 
 REPO = "europe-west4-docker.pkg.dev/acme-ml/tuneloop"
 DIGEST = "sha256:" + "ab" * 32
-NAMES = ["continuous-tuning", "export-dataset", "select-model", "selfplay-training", "tune-and-promote"]
+NAMES = ["continuous-tuning", "export-dataset", "label-examples", "select-model", "selfplay-training", "tune-and-promote"]
 
 
 def _cli(*args, env=None):
