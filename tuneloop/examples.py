@@ -694,7 +694,10 @@ class ExamplesParquetWriter:
         self.close()
 
 
-def iter_parquet(path: str | Path, batch_rows: int = 20_000) -> Iterator[list[Example]]:
+PARQUET_BATCH_ROWS = 20_000
+
+
+def iter_parquet(path: str | Path, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[list[Example]]:
     """The examples of a canonical Parquet file, ``batch_rows`` at a time (never the whole file)."""
     import pyarrow.parquet as pq
 

@@ -279,22 +279,27 @@ def quarantine_unknown(examples_path: str, quarantine_path: str, taxonomy: str) 
 
     from tuneloop import examples as ex
 
-    table = pq.read_table(examples_path)
-    if table.num_rows == 0:
-        return 0
-    labels = table.column("label")
-    valid = pc.is_in(labels, value_set=pa.array(tax.names, type=labels.type))
-    keep = pc.or_(pc.is_null(labels), pc.fill_null(valid, False))
-    bad = table.filter(pc.invert(keep))
-    if bad.num_rows == 0:
-        return 0
-    entries = [{"row": e.to_dict(), "reason": unknown_label_reason(tax, e.label or "")} for e in ex.from_arrow(bad)]
-    with open(quarantine_path, "a", encoding="utf-8") as fh:
-        for entry in entries:
-            fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
-    pq.write_table(table.filter(keep), examples_path + ".tmp")
-    os.replace(examples_path + ".tmp", examples_path)
-    return len(entries)
+    moved = 0
+    tmp = examples_path + ".tmp"
+    names = pa.array(tax.names, type=pa.string())
+    # a batch at a time (the extract's file may hold millions of rows): kept rows to a new file, moved rows
+    # to the quarantine; the new file replaces the old one only when something moved
+    with pq.ParquetFile(examples_path) as src, ex.ExamplesParquetWriter(tmp) as out, \
+            open(quarantine_path, "a", encoding="utf-8") as fh:
+        for batch in src.iter_batches(batch_size=ex.PARQUET_BATCH_ROWS):
+            labels = batch.column("label")
+            keep = pc.or_(pc.is_null(labels), pc.fill_null(pc.is_in(labels, value_set=names), False))
+            bad = batch.filter(pc.invert(keep))
+            out.write_arrow(batch.filter(keep))
+            for e in ex.examples_from_batch(bad):
+                entry = {"row": e.to_dict(), "reason": unknown_label_reason(tax, e.label or "")}
+                fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+                moved += 1
+    if moved:
+        os.replace(tmp, examples_path)
+    else:
+        os.remove(tmp)
+    return moved
 
 
 def instruction(tax: Taxonomy) -> str:
