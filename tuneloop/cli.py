@@ -178,7 +178,7 @@ def providers(
 
 @app.command()
 def run(
-    pipeline: Annotated[str, typer.Argument(help="export-dataset, tune-and-promote, continuous-tuning, select-model or selfplay-training.")],
+    pipeline: Annotated[str, typer.Argument(help="export-dataset, tune-and-promote, continuous-tuning, label-examples, select-model or selfplay-training.")],
     param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE (JSON values allowed).")] = [],  # noqa: B006
     pipeline_root: Annotated[Path, typer.Option(help="Where local runs keep their artifacts.")] = Path(
         ".tuneloop/runs"

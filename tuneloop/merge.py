@@ -61,6 +61,7 @@ class Merge:
         self._new_part = len(files) - 1
         self._run(f"CREATE VIEW src AS {parts}")
         self._merged = False
+        self._sorted = False
         self.superseded = 0
 
     # -- before merging ----------------------------------------------------------------------
@@ -109,11 +110,15 @@ class Merge:
     def batches(self, batch_rows: int | None = None) -> Iterator[Any]:
         """The merged examples ordered by ``(created_at, id)``, as Arrow record batches of the canonical columns."""
         self._require_merged()
-        cols = ", ".join(f"s.{c}" for c in RECORD_KEYS)
-        yield from self._stream(
-            f"SELECT {cols} FROM src s JOIN chosen c ON s.part = c.part AND s.rn = c.rn ORDER BY c.created_at, c.id",
-            batch_rows or BATCH_ROWS,
-        )
+        if not self._sorted:
+            # Sorted into a table of this on-disk database first, then read back in insertion order: a
+            # streamed ORDER BY result of millions of rows can run out of DuckDB's memory limit while the
+            # reader is slow (seen at 1.6M rows), where a table's blocks are written out to the file.
+            cols = ", ".join(f"s.{c}" for c in RECORD_KEYS)
+            self._run(f"CREATE TABLE merged AS SELECT {cols} FROM src s JOIN chosen c "
+                      f"ON s.part = c.part AND s.rn = c.rn ORDER BY c.created_at, c.id")
+            self._sorted = True
+        yield from self._stream("SELECT * FROM merged", batch_rows or BATCH_ROWS)
 
     def labels(self) -> list[str]:
         """The distinct labels of the merged examples, sorted."""
