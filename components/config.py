@@ -28,6 +28,7 @@ def check_config(
     judge_rubric: str = "",
     extract_query: str = "",
     query_params: dict = {},  # noqa: B006 - KFP reads the default; {} = no query parameters
+    max_attempts: int = 1,
 ) -> NamedTuple("ConfigOutputs", provider=str, image=str, hyperparameters=dict):
     """Fail fast on an invalid run configuration; pass on the canonical provider and its parsed config.
 
@@ -60,6 +61,7 @@ def check_config(
         extract_query: The extract query ("" = the interaction table), read and checked here: one
             read-only SELECT over declared parameters returning the canonical columns.
         query_params: The query's ``@name`` values, checked against the query here.
+        max_attempts: Attempts the run may make (1..5; 1 = tune once), checked here.
 
     Returns:
         The canonical provider name, the image its tasks run on (``cpu`` or ``gpu``: the branch taken),
@@ -86,5 +88,6 @@ def check_config(
         deploy={"endpoint": deploy_endpoint, "options": deploy_options},
         extract_query=extract_query,
         query_params=query_params,
+        max_attempts=max_attempts,
     )
     return namedtuple("ConfigOutputs", "provider image hyperparameters")(r["provider"], r["image"], r["hyperparameters"])

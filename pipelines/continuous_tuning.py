@@ -42,6 +42,7 @@ def continuous_tuning(
     deploy_options: dict = {},
     extract_query: str = "",
     query_params: dict = {},
+    max_attempts: int = 1,
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
@@ -88,6 +89,7 @@ def continuous_tuning(
             checked by the first task (docs/extract-queries.md).
         query_params: A value for every ``@name`` the query uses (``@watermark``, ``@read_until`` and
             ``@max_rows`` are bound by tuneloop).
+        max_attempts: Attempts the run may make, 1..5 (default 1); see tune-and-promote.
     """
     checked = check_config(
         provider=provider,
@@ -110,6 +112,7 @@ def continuous_tuning(
         deploy_options=deploy_options,
         extract_query=extract_query,
         query_params=query_params,
+        max_attempts=max_attempts,
     ).set_caching_options(False)  # reads the registry
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
@@ -160,6 +163,7 @@ def continuous_tuning(
                 task=task,
                 judge=judge,
                 judge_rubric=judge_rubric,
+                max_attempts=max_attempts,
             ).set_caching_options(False)
         with dsl.Else(name="tuned-elsewhere"):
             record_skip(
