@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes import fixtures as stand_ins
 from tests.local.conftest import run, summaries
+from tests.unit.hosted import conftest as hosted
 from tuneloop.registry import FileRegistry
+
+openai_fake = stand_ins.openai_fake
+hosted_dataset = hosted.dataset
 
 # With min_df=8 the 120-message training split keeps too few n-grams: training accuracy ~0.5, macro F1
 # ~0.04. The rule reads "underfit" from the card and divides min_df by 4: min_df=2 gives macro F1 ~0.74.
@@ -75,3 +80,28 @@ def test_max_attempts_out_of_range_fails_the_first_task(dataset, tmp_path, bad):
     with pytest.raises(RuntimeError) as info:
         run("tune-and-promote", _params(dataset, tmp_path, max_attempts=bad), tmp_path / "runs")
     assert f"max_attempts={bad!r} must be an integer from 1 to 5" in str(info.value)
+
+
+# The OpenAI stand-in's job for the 120-message dataset is estimated at $0.028 for 3 epochs (n_epochs
+# auto). A budget of $0.10 pays for attempt 2 (5 epochs: ~$0.047, $0.075 together), not attempt 3
+# (8 epochs: ~$0.075 more).
+@pytest.mark.slow
+def test_the_budget_stops_further_attempts_with_the_reason_recorded(openai_fake, hosted_dataset, tmp_path):
+    from tests.fakes.fixtures import FAST
+
+    hp = {k: v for k, v in FAST.items() if k != "budget_usd"}
+    p = {**_params(hosted_dataset.uri, tmp_path, max_attempts=5, budget_usd=0.1), "provider": "openai",
+         "base_model": "gpt-4.1-mini-2025-04-14", "hyperparameters": hp,
+         "min_values": {"accuracy": 1.0}, "max_drop": {}}  # a bar the stand-in's model does not clear
+    run("tune-and-promote", p, tmp_path / "runs")
+    [summary] = summaries(tmp_path / "reports")
+    first, second = summary["attempts"]
+    assert not first["blessed"] and not second["blessed"]
+    assert "n_epochs" not in first["hyperparameters"] and second["hyperparameters"]["n_epochs"] == 5
+    assert second["hyperparameters"]["budget_usd"] == pytest.approx(0.1 - first["estimated_cost_usd"])
+    assert first["estimated_cost_usd"] < second["estimated_cost_usd"]
+    assert second["decision"] == "stop: budget"
+    stop = summary["decisions"][-1]
+    assert stop["decision"] == "stop: budget" and "budget_usd=0.1" in stop["reasoning"]
+    assert stop["details"]["proposed_hyperparameters"]["n_epochs"] == 8
+    assert summary["promoted_version"] is None and len(openai_fake.statuses()) == 2  # two jobs, no third
