@@ -30,13 +30,13 @@ MAX_ATTEMPTS = 5
 
 
 def _chain(k: int, a: dict, hyperparameters, history, decisions) -> None:
-    """Attempt ``k``: tune, evaluate, plan; then attempt k+1 behind ``dsl.If(go)`` or promotion behind ``dsl.Else``.
+    """Attempt ``k``: tune, evaluate, plan; then promotion behind ``dsl.If(not go)``, else attempt k+1.
 
     Evaluate and promote are never cached: both read the registry's current champion (a cached blessing
     would judge against a stale one, a cached promote would move nothing). The tune task may be: its
     result follows from its inputs (a content-addressed dataset, the base model, the hyperparameters),
     and so does the plan's (the blessing, the result card, the history). Promotion runs once per run: only
-    the attempt whose plan stops (blessed, out of attempts or budget, no rule) reaches its ``dsl.Else``.
+    the attempt whose plan stops (blessed, out of attempts or budget, no rule) reaches its promotion.
     """
     tune = tune_model(
         provider=a["provider"],
@@ -97,10 +97,13 @@ def _chain(k: int, a: dict, hyperparameters, history, decisions) -> None:
     if k == MAX_ATTEMPTS:  # the last attempt the chain has: its plan always stops
         finish()
         return
-    with dsl.If(plan.outputs["go"] == True, name=f"attempt-{k + 1}"):  # noqa: E712 - a KFP condition
-        _chain(k + 1, a, plan.outputs["hyperparameters"], plan.outputs["attempts"], plan.outputs["decisions"])
-    with dsl.Else(name=f"promote-attempt-{k}"):
+    # Promotion first (dsl.If, not go), the next attempt in its dsl.Else: this attempt's promotion is created
+    # before the later attempts, so the tasks are numbered in attempt order (promote-model is attempt 1's).
+    # An If/Else pair, not two sibling Ifs: kfp.local resolves the plan's output only inside the pair's group.
+    with dsl.If(plan.outputs["go"] != True, name=f"promote-attempt-{k}"):  # noqa: E712 - a KFP condition
         finish()
+    with dsl.Else(name=f"attempt-{k + 1}"):
+        _chain(k + 1, a, plan.outputs["hyperparameters"], plan.outputs["attempts"], plan.outputs["decisions"])
 
 
 def _branch_args(**kwargs) -> dict:
@@ -126,6 +129,7 @@ def tune_evaluate_promote(
     judge: str,
     judge_rubric: str,
     max_attempts: int,
+    decisions: str,
 ):
     """The CPU branch: tune a candidate, judge it against the champion, try again or promote.
 
@@ -151,6 +155,8 @@ def tune_evaluate_promote(
         judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
         judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
         max_attempts: The run's attempt limit (1..5, checked by the first task).
+        decisions: Decision records made upstream (label, select-model), as a JSON list: the run's log
+            starts with them.
     """
     a = _branch_args(
         provider=provider, dataset_uri=dataset_uri, base_model=base_model, registry_uri=registry_uri,
@@ -159,7 +165,7 @@ def tune_evaluate_promote(
         deploy_options=deploy_options, task=task, judge=judge, judge_rubric=judge_rubric,
         max_attempts=max_attempts, gpu=None,
     )
-    _chain(1, a, hyperparameters, "[]", "[]")
+    _chain(1, a, hyperparameters, "[]", decisions)
 
 
 @dsl.pipeline(name="gpu-tune-evaluate-promote")
@@ -181,6 +187,7 @@ def gpu_tune_evaluate_promote(
     judge: str,
     judge_rubric: str,
     max_attempts: int,
+    decisions: str,
     accelerator_type: str,
     accelerator_count: int,
     cpu_limit: str,
@@ -211,6 +218,8 @@ def gpu_tune_evaluate_promote(
         judge: Chat: the pairwise judge ``PROVIDER:MODEL`` ("" = reference metrics alone).
         judge_rubric: Chat: what the judge compares ("" = the packaged game rubric).
         max_attempts: The run's attempt limit (1..5, checked by the first task).
+        decisions: Decision records made upstream (label, select-model), as a JSON list: the run's log
+            starts with them.
         accelerator_type: Vertex accelerator, e.g. NVIDIA_L4, NVIDIA_TESLA_A100.
         accelerator_count: Accelerators on the tuning task.
         cpu_limit: vCPUs of the tuning task (Vertex picks the machine type from these limits).
@@ -223,7 +232,7 @@ def gpu_tune_evaluate_promote(
         deploy_options=deploy_options, task=task, judge=judge, judge_rubric=judge_rubric,
         max_attempts=max_attempts, gpu=(accelerator_type, accelerator_count, cpu_limit, memory_limit),
     )
-    _chain(1, a, hyperparameters, "[]", "[]")
+    _chain(1, a, hyperparameters, "[]", decisions)
 
 
 @dsl.pipeline(name="tune-branches")
@@ -250,6 +259,7 @@ def tune_branches(
     cpu_limit: str,
     memory_limit: str,
     max_attempts: int = 1,
+    decisions: str = "[]",
 ):
     """Run the branch the first task chose: the CPU branch or the GPU branch.
 
@@ -276,6 +286,8 @@ def tune_branches(
         cpu_limit: GPU branch's vCPUs.
         memory_limit: GPU branch's memory.
         max_attempts: Attempts the run may make (1..5; checked by the first task).
+        decisions: Decision records made before tuning (e.g. label-examples', select-model's), as a JSON
+            list of ``tuneloop.decisions`` records: the summary's decision log starts with them.
     """
     branch = {
         "provider": provider,
@@ -295,6 +307,7 @@ def tune_branches(
         "judge": judge,
         "judge_rubric": judge_rubric,
         "max_attempts": max_attempts,
+        "decisions": decisions,
     }
     # Not cached as a whole: evaluate and promote inside read the registry (see _chain).
     with dsl.If(image == CPU, name="cpu-branch"):

@@ -140,14 +140,14 @@ def _promotion(spec: dict, b: dict) -> tuple[dict, dict, list]:
     [(cb_name, cb)] = [(n, t) for n, t in b["tasks"].items() if n.startswith("condition-branches")]
     gates = {t["taskInfo"]["name"]: (n, t) for n, t in _dag(spec, cb["componentRef"]["name"])["tasks"].items()}
     assert sorted(gates) == ["attempt-2", "promote-attempt-1"]
-    go_name, go = gates["attempt-2"]
-    else_name, other = gates["promote-attempt-1"]
-    go_condition = "inputs.parameter_values['pipelinechannel--plan-attempt-go'] == true"
-    assert go["triggerPolicy"]["condition"] == go_condition
-    assert other["triggerPolicy"]["condition"] == f"!({go_condition})"
-    chain = [(other["componentRef"]["name"], None), (cb["componentRef"]["name"], else_name),
+    _, go = gates["attempt-2"]
+    stop_name, stop = gates["promote-attempt-1"]
+    stop_condition = "inputs.parameter_values['pipelinechannel--plan-attempt-go'] != true"
+    assert stop["triggerPolicy"]["condition"] == stop_condition
+    assert go["triggerPolicy"]["condition"] == f"!({stop_condition})"
+    chain = [(stop["componentRef"]["name"], None), (cb["componentRef"]["name"], stop_name),
              (b["chain"][0][0], cb_name), *b["chain"][1:]]
-    return go, _dag(spec, other["componentRef"]["name"])["tasks"], chain
+    return go, _dag(spec, stop["componentRef"]["name"])["tasks"], chain
 
 
 @pytest.mark.parametrize("image", sorted(BRANCHES))
@@ -191,8 +191,8 @@ def test_each_branch_tunes_evaluates_plans_and_promotes_with_the_checked_provide
 
 @pytest.mark.parametrize("image", sorted(BRANCHES))
 def test_each_branch_unrolls_five_attempts_with_one_promotion_each(spec, image):
-    """Attempt k+1 runs only behind attempt k's plan; every attempt has its own promotion behind dsl.Else
-    (one of them runs), and the fifth attempt promotes without another gate."""
+    """Attempt k+1 runs only behind attempt k's plan (the Else of its promotion's condition); every attempt
+    has its own promotion (one of them runs), and the fifth attempt promotes without another gate."""
     b = branch(spec, image)
     tasks, depth = b["tasks"], 1
     while True:
