@@ -42,7 +42,6 @@ def _params(dataset, tmp_path, **extra) -> dict:
     }
 
 
-@pytest.mark.slow
 def test_a_second_attempt_with_adjusted_hyperparameters_is_blessed_and_promoted_once(dataset, tmp_path):
     run("tune-and-promote", _params(dataset, tmp_path, max_attempts=3), tmp_path / "runs")
     [summary] = summaries(tmp_path / "reports")
