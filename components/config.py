@@ -29,6 +29,7 @@ def check_config(
     extract_query: str = "",
     query_params: dict = {},  # noqa: B006 - KFP reads the default; {} = no query parameters
     taxonomy: str = "",
+    max_attempts: int = 1,
 ) -> NamedTuple("ConfigOutputs", provider=str, image=str, hyperparameters=dict):
     """Fail fast on an invalid run configuration; pass on the canonical provider and its parsed config.
 
@@ -62,6 +63,7 @@ def check_config(
             read-only SELECT over declared parameters returning the canonical columns.
         query_params: The query's ``@name`` values, checked against the query here.
         taxonomy: Taxonomy file ("" = none), read and parsed here: a broken one is refused naming the field.
+        max_attempts: Attempts the run may make (1..5; 1 = tune once), checked here.
 
     Returns:
         The canonical provider name, the image its tasks run on (``cpu`` or ``gpu``: the branch taken),
@@ -89,5 +91,6 @@ def check_config(
         extract_query=extract_query,
         query_params=query_params,
         taxonomy=taxonomy,
+        max_attempts=max_attempts,
     )
     return namedtuple("ConfigOutputs", "provider image hyperparameters")(r["provider"], r["image"], r["hyperparameters"])

@@ -16,6 +16,9 @@ def promote_model(
     run_name: str,
     reports_uri: str,
     summary: Output[Artifact],
+    decision_log: Output[Artifact],
+    attempts: str = "[]",
+    decisions: str = "[]",
 ) -> NamedTuple("PromoteOutputs", promoted_version=str, champion=str):
     """Register a blessed candidate and move ``champion`` from the champion that was evaluated.
 
@@ -29,11 +32,15 @@ def promote_model(
         model_name: Registry model name.
         run_name: Pipeline run name, recorded in lineage and the summary path.
         reports_uri: Where ``<run_name>/summary.json`` is written too ("" = artifact only).
-        summary: The run summary (provider, metrics, decision, promoted version).
+        summary: The run summary (provider, metrics, decision, promoted version, attempts, decisions).
+        decision_log: The run's decision log as JSON Lines (also next to the summary under reports_uri).
+        attempts: Every attempt of the run as a JSON list (from plan-attempt), for the summary and report.
+        decisions: The run's decision records as a JSON list (from plan-attempt), for the summary and report.
 
     Returns:
         The promoted version ("" if none) and the champion after this step.
     """
+    import json
     from collections import namedtuple
 
     from tuneloop.stages import promote
@@ -46,6 +53,9 @@ def promote_model(
         run_name=run_name,
         reports_uri=reports_uri,
         summary_path=summary.path,
+        attempts=json.loads(attempts),
+        decisions=json.loads(decisions),
+        decisions_path=decision_log.path,
     )
     summary.metadata.update(promoted=r["promoted_version"] or "", champion=r["champion_after"] or "")
     return namedtuple("PromoteOutputs", "promoted_version champion")(

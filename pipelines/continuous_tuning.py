@@ -43,6 +43,7 @@ def continuous_tuning(
     extract_query: str = "",
     query_params: dict = {},
     taxonomy: str = "",
+    max_attempts: int = 1,
 ):
     """Keep a model improving: new warehouse rows -> dataset -> tune -> evaluate -> promote.
 
@@ -92,6 +93,7 @@ def continuous_tuning(
         taxonomy: Taxonomy file (YAML/JSON, local or gs://; "" = none): domains -> labels -> description.
             Labelled rows whose label it lacks are quarantined at export naming the closest valid label, the
             descriptions join the rendered system turn, and evaluation adds per-domain metrics.
+        max_attempts: Attempts the run may make, 1..5 (default 1); see tune-and-promote.
     """
     checked = check_config(
         provider=provider,
@@ -115,6 +117,7 @@ def continuous_tuning(
         extract_query=extract_query,
         query_params=query_params,
         taxonomy=taxonomy,
+        max_attempts=max_attempts,
     ).set_caching_options(False)  # reads the registry
     dataset = export_dataset(
         warehouse_uri=warehouse_uri,
@@ -167,6 +170,7 @@ def continuous_tuning(
                 judge=judge,
                 judge_rubric=judge_rubric,
                 taxonomy=taxonomy,
+                max_attempts=max_attempts,
             ).set_caching_options(False)
         with dsl.Else(name="tuned-elsewhere"):
             record_skip(

@@ -51,7 +51,11 @@ def pipeline_parameters(name: str):
 def compile_pipeline(name: str, path: str | Path, *, images=None, gpu=None) -> Path:
     """Compile pipeline ``name`` to ``path``; ``images`` (a tuneloop.images.ImageSet) retargets its images
     and ``gpu`` (a tuneloop.gpu.GpuSettings or a partial mapping) compiles the GPU settings as constants."""
+    from tuneloop.compiled import canonical_component_names
+
     compiler.Compiler().compile(pipeline_func=get_pipeline(name), package_path=str(path))
+    p = Path(path)
+    p.write_text(canonical_component_names(p.read_text()))  # the same YAML whatever the hash seed
     if images is not None or gpu:
         from tuneloop.compiled import rewrite
 

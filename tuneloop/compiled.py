@@ -276,3 +276,62 @@ def _coerce(p: Parameter, value: Any, option: str) -> Any:
     if isinstance(value, want) and (p.type == "BOOLEAN" or not isinstance(value, bool)):
         return value
     raise TemplateError(f"{option} {p.name}={value!r}: {p.name} takes {p.type_word}")
+
+
+_SUFFIX = re.compile(r"(-\d+)+$")
+
+
+def canonical_component_names(text: str) -> str:
+    """The compiled YAML with its components named in a fixed order, whatever the hash seed.
+
+    KFP 2.17 renames the components of a sub-pipeline that collide with the outer pipeline's
+    (``comp-condition-5`` -> ``comp-condition-5-2``) in an order that follows the interpreter's hash seed,
+    so the same pipeline can compile to differently numbered (equivalent) YAML. Here every component is
+    renamed by a walk from the root (each DAG's tasks in name order): the n-th distinct component of a
+    base name is ``<base>`` then ``<base>-2``, ... The spec is otherwise unchanged (header comments kept).
+    """
+    lines = text.splitlines(keepends=True)
+    n = 0
+    while n < len(lines) and lines[n].startswith("#"):
+        n += 1
+    header, docs = "".join(lines[:n]), list(yaml.safe_load_all("".join(lines[n:])))
+    spec = docs[0] if docs and isinstance(docs[0], dict) else None
+    if not spec or not isinstance(spec.get("components"), dict) or "root" not in spec:
+        return text
+    comps: dict[str, Any] = spec["components"]
+    new: dict[str, str] = {}
+    used: dict[str, int] = {}
+
+    def walk(dag: Mapping[str, Any]) -> None:
+        for _, task in sorted((dag.get("tasks") or {}).items()):
+            old = (task.get("componentRef") or {}).get("name")
+            if not old or old in new:
+                continue
+            base = _SUFFIX.sub("", old)
+            used[base] = used.get(base, 0) + 1
+            new[old] = base if used[base] == 1 else f"{base}-{used[base]}"
+            inner = comps.get(old, {}).get("dag")
+            if inner:
+                walk(inner)
+
+    walk(spec["root"].get("dag") or {})
+    for old in sorted(set(comps) - set(new)):  # not reached from the root (none expected): keep, unclashed
+        new[old] = old
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if k == "componentRef" and isinstance(v, dict) and v.get("name") in new:
+                    v = {**v, "name": new[v["name"]]}
+                out[k] = rename(v)
+            return out
+        if isinstance(node, list):
+            return [rename(v) for v in node]
+        return node
+
+    spec = rename(spec)
+    spec["components"] = {new[k]: v for k, v in spec["components"].items()}
+    if len(set(new.values())) != len(new):
+        return text  # a canonical name would clash with a kept one: leave KFP's numbering
+    return header + yaml.dump_all([spec, *docs[1:]], sort_keys=True)

@@ -225,6 +225,12 @@ def summary_table(summary: Mapping[str, Any], manifest: Mapping[str, Any] | None
         metrics = [k for k, v in cand.items() if isinstance(v, int | float) and not isinstance(v, bool)][:6]
     for metric in metrics:
         rows.append((f"{metric}  candidate | champion", f"{_fmt(cand.get(metric))} | {_fmt(champ.get(metric))}"))
+    attempts = [a for a in summary.get("attempts") or [] if isinstance(a, Mapping)]
+    if len(attempts) > 1:  # an iterated run: each attempt's changed hyperparameters and outcome
+        for a in attempts:
+            hp = ", ".join(f"{k}={v}" for k, v in (a.get("hyperparameters") or {}).items() if k != "budget_usd")
+            outcome = "blessed" if a.get("blessed") else "not blessed"
+            rows.append((f"attempt {_fmt(a.get('attempt'))}", f"{hp or 'defaults'}: {outcome}; {a.get('decision', '-')}"))
     decision = summary.get("decision") or {}
     rows += [
         ("decision", "SKIPPED" if summary.get("skipped") else ("BLESSED" if decision.get("blessed") else "NOT BLESSED")),

@@ -42,11 +42,14 @@ def check_config(
     extract_query: str = "",
     query_params: Mapping[str, Any] | None = None,
     taxonomy: str = "",
+    max_attempts: Any = 1,
 ) -> dict[str, Any]:
     """Validate and parse the run's parameters, before any work or spend.
 
     ``taxonomy`` ("" = none) is read and parsed here (:func:`tuneloop.taxonomy.load`), so a broken file fails
-    the run before the extract, naming the field.
+    the run before the extract, naming the field. ``max_attempts`` (1..5,
+    :func:`tuneloop.attempts.check_max_attempts`) is how many attempts the run may make, each after a
+    candidate that is not blessed (see :mod:`tuneloop.attempts`).
 
     ``extract_query`` / ``query_params`` are read and checked here too (one read-only SELECT over declared
     parameters returning the canonical columns: :mod:`tuneloop.warehouse.extract_query`), so a refused
@@ -69,12 +72,14 @@ def check_config(
         ConfigError: naming the parameter, the value and the fix.
     """
     from tuneloop import chat_eval
+    from tuneloop.attempts import check_max_attempts
     from tuneloop.config import changed_fields, to_mapping
     from tuneloop.evaluation import Thresholds
     from tuneloop.providers.registry import ProviderNotFound, install_hint, missing_requirements, resolve
     from tuneloop.registry import VERTEX_SCHEME, open_registry
     from tuneloop.secrets import MissingSecret, check_credentials, check_task_env
 
+    max_attempts = check_max_attempts(max_attempts)
     if not isinstance(hyperparameters, Mapping):
         raise ConfigError(f"hyperparameters must be an object, got {type(hyperparameters).__name__}")
     try:
@@ -163,6 +168,7 @@ def check_config(
         "eval_options": changed_fields(eval_policy(eval_options)),
         "task": task,
         "judge": judge_spec.label if judge_spec else "",
+        "max_attempts": max_attempts,
     }
 
 
@@ -351,7 +357,7 @@ def tune(
     (see :func:`tuneloop.secrets.apply_task_env`). A dataset built for another ``task`` is refused.
     """
     from tuneloop.chat_eval import check_dataset_task, check_provider_task, check_task
-    from tuneloop.providers.base import TuneRequest, run_job
+    from tuneloop.providers.base import TuneRequest
     from tuneloop.providers.registry import resolve
     from tuneloop.secrets import apply_task_env
 
@@ -374,10 +380,11 @@ def tune(
         output_dir=model_dir,
         config=config,
     )
-    result = run_job(prov, request, record_path=job_record_path)
+    result, retries = run_job_with_retries(prov, request, record_path=job_record_path)
     job = json.loads(Path(job_record_path).read_text()) if Path(job_record_path).is_file() else {}
     card = {
         **result.to_dict(),
+        "retries": retries,
         "preflight": (job.get("detail") or {}).get("preflight"),  # None when an existing job was adopted
         "dataset_uri": dataset_uri,
         "train_example_ids": [e.id for e in ds.splits["train"]],
@@ -386,6 +393,55 @@ def tune(
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     (Path(model_dir) / RESULT_CARD).write_text(json.dumps(card, indent=2, sort_keys=True))
     return {"model_ref": result.model_ref, "job_id": result.job_id, "dataset_hash": ds.hash}
+
+
+RETRY_KEY = "-retry"
+
+
+def run_job_with_retries(prov, request, *, record_path: str, retries: int | None = None, log=print):
+    """:func:`~tuneloop.providers.base.run_job`, resubmitting a job that ended failed on the provider's side.
+
+    A :class:`~tuneloop.providers.base.ProviderError` from the job is retried (up to
+    :data:`tuneloop.attempts.MAX_JOB_RETRIES` times) only when the provider, asked by the job's key
+    (``resume``), has no live or succeeded job under it: a job that is still running (a deadline passed,
+    the status could not be read) is never submitted a second time, and that error is raised. Each
+    retry is a new job with a distinct key (``<key>-retry<n>``); a task that resumes reads the retry it
+    was on from its job record, so it adopts that job instead of starting over. Preflight refusals and
+    bad hyperparameters are not retried.
+
+    Returns:
+        The :class:`~tuneloop.providers.base.TuneResult` and the retries made (``retry``, ``failed_key``,
+        ``failed_job_id``, ``error``, ``new_key``), which the result card keeps.
+    """
+    from tuneloop.attempts import MAX_JOB_RETRIES
+    from tuneloop.providers.base import PreflightError, ProviderError, job_key, run_job
+
+    limit = MAX_JOB_RETRIES if retries is None else retries
+    base = job_key(request.dataset_hash, prov.name, request.base_model, prov.config(request))
+    n = 0
+    record = Path(record_path)
+    if record.is_file() and record.stat().st_size:
+        key = str(json.loads(record.read_text()).get("key") or "")
+        if key.startswith(base + RETRY_KEY) and key[len(base + RETRY_KEY):].isdigit():
+            n = int(key[len(base + RETRY_KEY):])  # this task was on retry n: resume it
+    made: list[dict[str, Any]] = []
+    while True:
+        suffix = f"{RETRY_KEY}{n}" if n else ""
+        try:
+            return run_job(prov, request, record_path=record_path, key_suffix=suffix, log=log), made
+        except PreflightError:
+            raise
+        except ProviderError as exc:
+            key = base + suffix
+            failed = json.loads(record.read_text()) if record.is_file() and record.stat().st_size else {}
+            # Retried only when a job was submitted under this key (a refused submit would be refused
+            # again) and the provider has no live or succeeded job under it (never a second live job).
+            if n >= limit or failed.get("key") != key or prov.resume(key) is not None:
+                raise
+            n += 1
+            made.append({"retry": n, "failed_key": key, "failed_job_id": failed.get("job_id"),
+                         "error": str(exc)[:500], "new_key": f"{base}{RETRY_KEY}{n}"})
+            log(f"[{prov.name}] job {failed.get('job_id')} failed ({exc}); retry {n}/{limit} as key {base}{RETRY_KEY}{n}")
 
 
 # -- 4. evaluate -----------------------------------------------------------------------------
@@ -594,12 +650,25 @@ def promote(
     run_name: str,
     reports_uri: str,
     summary_path: str,
+    attempts: Sequence[Mapping[str, Any]] = (),
+    decisions: Sequence[Mapping[str, Any]] = (),
+    decisions_path: str = "",
 ) -> dict[str, Any]:
-    """Register the candidate and move ``champion`` by compare-and-set when blessed; always summarise."""
+    """Register the candidate and move ``champion`` by compare-and-set when blessed; always summarise.
+
+    ``attempts`` and ``decisions`` (from :func:`plan_attempt`: every attempt of the run, and the decision
+    log) go into the summary (``attempts``, ``decisions``) and the report; the decisions are also written
+    as ``decisions.jsonl`` to ``decisions_path`` and next to the summary under ``reports_uri``.
+    """
+    from tuneloop import decisions as dlog
     from tuneloop.registry import ChampionMoved, open_registry
 
     blessing = json.loads(Path(blessing_path).read_text())
     card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
+    records = [dlog.Decision.from_dict(d) for d in decisions]  # refuses a malformed record before any move
+    attempts = [dict(a) for a in attempts]
+    if attempts or records:
+        blessing = {**blessing, "attempts": attempts, "decisions": [r.to_dict() for r in records]}
     report = render_report(blessing) if reports_uri else None  # before the registry moves: it cannot fail after
     registry = open_registry(registry_uri, model_name)
     # A model that lives in files is copied into the version (the task's folder goes with its run): only
@@ -615,6 +684,8 @@ def promote(
         "decision": {"blessed": blessing["blessed"], "reason": blessing["reason"]},
         "promoted_version": None,
         "task": blessing.get("task", "classification"),
+        "attempts": attempts,
+        "decisions": [r.to_dict() for r in records],
     }
     if blessing.get("judge"):
         summary["judge"] = {k: v for k, v in blessing["judge"].items() if k != "rubric"}
@@ -647,10 +718,51 @@ def promote(
         from tuneloop.reports import publish
 
         summary["report_uri"] = publish(report, reports_uri, run_name)
+    if decisions_path:
+        Path(decisions_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(decisions_path).write_text("")
+        dlog.append(decisions_path, records)
+    if reports_uri and records:
+        data = "".join(json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False, default=str) + "\n" for r in records)
+        summary["decisions_uri"] = storage.join(reports_uri, run_name or "run", dlog.DECISIONS)
+        storage.write(summary["decisions_uri"], data.encode(), if_generation="*")
     summary["summary_uri"] = write_summary(summary, summary_path, reports_uri, run_name)
     if conflict is not None:
         raise conflict
     return summary
+
+
+def plan_attempt(
+    *,
+    provider: str,
+    attempt: int,
+    max_attempts: Any,
+    hyperparameters: Mapping[str, Any],
+    blessing_path: str,
+    model_dir: str,
+    history: Sequence[Mapping[str, Any]] = (),
+    decisions: Sequence[Mapping[str, Any]] = (),
+    decisions_path: str = "",
+) -> dict[str, Any]:
+    """After an attempt's evaluation: stop or go, and the next hyperparameters (:func:`tuneloop.attempts.plan_next`).
+
+    Reads the attempt's blessing and tune result card; with ``decisions_path`` the decision log so far is
+    written there as JSON Lines (:mod:`tuneloop.decisions`).
+    """
+    from tuneloop import decisions as dlog
+    from tuneloop.attempts import plan_next
+    from tuneloop.providers.registry import resolve
+
+    cls, hp = resolve(provider, hyperparameters)
+    blessing = json.loads(Path(blessing_path).read_text())
+    card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
+    out = plan_next(provider_cls=cls, attempt=int(attempt), max_attempts=max_attempts, hyperparameters=hp,
+                    blessing=blessing, card=card, history=history, decisions=decisions)
+    if decisions_path:
+        Path(decisions_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(decisions_path).write_text("")
+        dlog.append(decisions_path, [dlog.Decision.from_dict(d) for d in out["decisions"]])
+    return out
 
 
 def render_report(blessing: Mapping[str, Any]) -> str:

@@ -175,6 +175,7 @@ def test_evaluate_logs_metrics_and_confusion_matrix_and_promote_moves_the_champi
         run_name="run-1",
         reports_uri=str(tmp / "reports"),
         summary=summary,
+        decision_log=_art(Artifact, tmp, "decision_log"),
     )
     assert promoted.promoted_version == "v1" and promoted.champion == "v1"
     written = json.loads((tmp / "reports" / "run-1" / "summary.json").read_text())
@@ -209,6 +210,7 @@ def test_no_thresholds_means_not_blessed_and_promotion_is_a_recorded_no_op(tuned
         run_name="run-1",
         reports_uri="",
         summary=_art(Artifact, tmp, "summary"),
+        decision_log=_art(Artifact, tmp, "decision_log"),
     )
     assert promoted.promoted_version == "" and promoted.champion == ""
     assert not (tmp / "reg" / "support-intent" / "versions").exists()

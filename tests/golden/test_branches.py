@@ -135,39 +135,79 @@ def test_check_config_runs_first_and_picks_one_of_two_branches(spec):
     assert all("condition" in t["triggerPolicy"] for t in dag["tasks"].values())
 
 
+def _promotion(spec: dict, b: dict) -> tuple[dict, dict, list]:
+    """Attempt 1's two gates (next attempt if its plan says go, else promotion) and the promotion's DAG."""
+    [(cb_name, cb)] = [(n, t) for n, t in b["tasks"].items() if n.startswith("condition-branches")]
+    gates = {t["taskInfo"]["name"]: (n, t) for n, t in _dag(spec, cb["componentRef"]["name"])["tasks"].items()}
+    assert sorted(gates) == ["attempt-2", "promote-attempt-1"]
+    _, go = gates["attempt-2"]
+    stop_name, stop = gates["promote-attempt-1"]
+    stop_condition = "inputs.parameter_values['pipelinechannel--plan-attempt-go'] != true"
+    assert stop["triggerPolicy"]["condition"] == stop_condition
+    assert go["triggerPolicy"]["condition"] == f"!({stop_condition})"
+    chain = [(stop["componentRef"]["name"], None), (cb["componentRef"]["name"], stop_name),
+             (b["chain"][0][0], cb_name), *b["chain"][1:]]
+    return go, _dag(spec, stop["componentRef"]["name"])["tasks"], chain
+
+
 @pytest.mark.parametrize("image", sorted(BRANCHES))
-def test_each_branch_tunes_evaluates_and_promotes_with_the_checked_provider(spec, image):
+def test_each_branch_tunes_evaluates_plans_and_promotes_with_the_checked_provider(spec, image):
     b = branch(spec, image)
     assert b["condition"]["taskInfo"]["name"] == f"{image}-branch"
     assert b["sub"]["componentRef"]["name"] == f"comp-{BRANCHES[image]}"
     tune, _ = _only(b["tasks"], "tune-model")
     evaluate, ev = _only(b["tasks"], "evaluate-model")
-    promote, pr = _only(b["tasks"], "promote-model")
-    gates = {n: t for n, t in b["tasks"].items() if "triggerPolicy" in t}
-    assert set(b["tasks"]) - set(gates) == {tune, evaluate, promote}
+    plan, pl = _only(b["tasks"], "plan-attempt")
+    assert ev["dependentTasks"] == [tune] and sorted(pl["dependentTasks"]) == sorted([tune, evaluate])
+    assert all(n in (tune, evaluate, plan) or n.startswith("condition-branches") for n in b["tasks"])
+    # attempt 2 (dsl.If on the plan's go) or, else, promotion of this attempt's candidate
+    go, promotion, chain = _promotion(spec, b)
+    promote, _ = _only(promotion, "promote-model")
+    [(gate_name, gate)] = [(n, t) for n, t in promotion.items() if "triggerPolicy" in t]
     # the optional deployment: after promotion, only when deploy_endpoint is set
-    [(gate_name, gate)] = gates.items()
     assert gate["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--deploy_endpoint'] != ''"
     assert gate["dependentTasks"] == [promote]
     [(deploy_name, _)] = _dag(spec, gate["componentRef"]["name"])["tasks"].items()
     assert deploy_name.startswith("deploy-champion")
-    assert ev["dependentTasks"] == [tune] and sorted(pr["dependentTasks"]) == sorted([tune, evaluate])
-    for task in (tune, evaluate):  # the first task's canonical name, not the raw pipeline parameter
+    for task in (tune, evaluate, plan):  # the first task's canonical name, not the raw pipeline parameter
         assert resolve(spec, b["chain"], task, "provider") == ("output", "check-config.provider")
     # the tune task trains with the config the first task parsed (and the budget it merged in)
     assert resolve(spec, b["chain"], tune, "hyperparameters") == ("output", "check-config.hyperparameters")
+    assert resolve(spec, b["chain"], plan, "max_attempts") == ("parameter", "max_attempts")
     assert "budget_usd" not in b["tasks"][tune]["inputs"]["parameters"]
     for task, param in (
         (tune, "dataset_uri"),
         (tune, "base_model"),
         (evaluate, "registry_uri"),
         (evaluate, "eval_options"),
-        (promote, "reports_uri"),
     ):
         assert resolve(spec, b["chain"], task, param) == ("parameter", param)
+    assert resolve(spec, chain, promote, "reports_uri") == ("parameter", "reports_uri")
+    assert resolve(spec, chain, promote, "attempts") == ("output", "plan-attempt.attempts")
     # promotion is registry I/O: the CPU image, no accelerator
-    container = executor(spec, b["chain"], promote)
+    container = executor(spec, chain, promote)
     assert container["image"] == BASE_IMAGE and "resources" not in container
+
+
+@pytest.mark.parametrize("image", sorted(BRANCHES))
+def test_each_branch_unrolls_five_attempts_with_one_promotion_each(spec, image):
+    """Attempt k+1 runs only behind attempt k's plan (the Else of its promotion's condition); every attempt
+    has its own promotion (one of them runs), and the fifth attempt promotes without another gate."""
+    b = branch(spec, image)
+    tasks, depth = b["tasks"], 1
+    while True:
+        _only(tasks, "tune-model")
+        _only(tasks, "plan-attempt")
+        branches = [t for n, t in tasks.items() if n.startswith("condition-branches")]
+        if not branches:
+            _only(tasks, "promote-model")
+            break
+        [cb] = branches
+        gates = {t["taskInfo"]["name"]: t for t in _dag(spec, cb["componentRef"]["name"])["tasks"].values()}
+        assert sorted(gates) == [f"attempt-{depth + 1}", f"promote-attempt-{depth}"]
+        _only(_dag(spec, gates[f"promote-attempt-{depth}"]["componentRef"]["name"])["tasks"], "promote-model")
+        tasks, depth = _dag(spec, gates[f"attempt-{depth + 1}"]["componentRef"]["name"])["tasks"], depth + 1
+    assert depth == 5
 
 
 def test_cpu_branch_tunes_and_evaluates_on_the_base_image(spec):

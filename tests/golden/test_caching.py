@@ -20,6 +20,7 @@ NAMES = ["continuous-tuning", "export-dataset", "label-examples", "select-model"
 # component -> why its result follows from its inputs alone
 CACHEABLE = {
     "tune-model": "a content-addressed dataset + base model + hyperparameters; hosted jobs are keyed the same way",
+    "plan-attempt": "the attempt's blessing and result card, the history and limits it is given",
     "play-selfplay-shard": "seeded games of a given (immutable) champion version",
     "gate-training-set": "counts the games of its input artifact",
     "train-policy-value-net": "seeded training on its input artifact",
@@ -45,7 +46,7 @@ NEVER_CACHED = {
 
 
 def _component(ref: str) -> str:
-    return re.sub(r"-\d+$", "", ref.removeprefix("comp-"))
+    return re.sub(r"(-\d+)+$", "", ref.removeprefix("comp-"))
 
 
 def _tasks(doc: dict):

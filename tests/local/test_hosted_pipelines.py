@@ -239,12 +239,13 @@ def test_a_failed_provider_job_fails_the_run_with_its_message_and_promotes_nothi
     from tests.fakes.openai_server import Plan
 
     message = "Training file contains 3 examples over the context length."
-    openai_fake.next_job(Plan(fail_message=message))
+    for _ in range(4):  # the job and its 3 resubmissions (each a new job key) all fail
+        openai_fake.next_job(Plan(fail_message=message))
     base_model, hp = stand_in_hyperparameters("openai")
     with pytest.raises(RuntimeError) as info:
         run("tune-and-promote", params(dataset, tmp_path, "openai", base_model, hp), tmp_path / "runs")
     assert message in str(info.value)  # the provider's own words reach whoever reads the failed run
-    assert [j.status for j in openai_fake.jobs.values()] == ["failed"]
+    assert [j.status for j in openai_fake.jobs.values()] == ["failed"] * 4
     assert FileRegistry(str(tmp_path / "registry"), MODEL).champion() is None
     assert not (tmp_path / "reports").exists()  # evaluate and promote never ran
 

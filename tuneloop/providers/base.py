@@ -284,11 +284,16 @@ def run_job(
     record_path: str | Path,
     deadline_s: float = 24 * 3600,
     log=print,
+    key_suffix: str = "",
 ) -> TuneResult:
-    """Preflight, then submit-or-resume and wait, writing the job id to ``record_path`` before polling."""
+    """Preflight, then submit-or-resume and wait, writing the job id to ``record_path`` before polling.
+
+    ``key_suffix`` makes the job key distinct from the config's own (a resubmission of a job that
+    failed: :func:`tuneloop.stages.run_job_with_retries`).
+    """
     config = provider.config(request)
     request = dataclasses.replace(request, config=config)
-    key = job_key(request.dataset_hash, provider.name, request.base_model, config)
+    key = job_key(request.dataset_hash, provider.name, request.base_model, config) + key_suffix
     record = Path(record_path)
     handle: JobHandle | None = None
     if record.exists() and record.stat().st_size:

@@ -530,6 +530,43 @@ def spend_section(record: Mapping[str, Any]) -> Safe | None:
     return section("Cost and requests", *parts, id_="spend")
 
 
+MAX_DECISIONS = 200
+
+
+def attempts_section(record: Mapping[str, Any]) -> Safe | None:
+    """Every attempt of the run (``attempts``, added by promotion): config, training metrics, outcome."""
+    attempts = [a for a in record.get("attempts") or [] if isinstance(a, Mapping)]
+    if not attempts:
+        return None
+    rows = []
+    for a in attempts:
+        cand = a.get("candidate_metrics") if isinstance(a.get("candidate_metrics"), Mapping) else {}
+        shown = {k: num(cand[k]) for k in FIRST_METRICS if k in cand}
+        rows.append([num(a.get("attempt")), json_value(a.get("hyperparameters") or {}, 400),
+                     json_value({k: num(v) for k, v in (a.get("training_metrics") or {}).items()}, 400),
+                     json_value(shown, 400), passed(a.get("blessed")), a.get("reason") or "-",
+                     num(a.get("retries")), a.get("decision") or "-"])
+    return section("Attempts", table(
+        ["#", "hyperparameters", "training metrics", "evaluation", "blessed", "reason", "job retries", "then"],
+        rows, numeric=(0, 6)), id_="attempts")
+
+
+def decisions_section(record: Mapping[str, Any]) -> Safe | None:
+    """The run's decision log (``decisions``): stage, decision, reasoning, confidence, inputs' hash."""
+    decisions = [d for d in record.get("decisions") or [] if isinstance(d, Mapping)]
+    if not decisions:
+        return None
+    rows = [[d.get("stage"), d.get("decision"), d.get("reasoning"), num(d.get("confidence")),
+             str(d.get("inputs_hash") or "-")[:19], json_value(d.get("details") or {}, 600)]
+            for d in decisions[:MAX_DECISIONS]]
+    parts: list[Any] = [table(["stage", "decision", "reasoning", "confidence", "inputs", "details"], rows,
+                              numeric=(3,))]
+    if len(decisions) > MAX_DECISIONS:
+        parts.append(tag("p", f"... and {len(decisions) - MAX_DECISIONS:,} more in the run's decisions.jsonl",
+                         class_="note"))
+    return section("Decisions", *parts, id_="decisions")
+
+
 Section = Callable[[Mapping[str, Any]], Safe | None]
 # The page, top to bottom. A new kind of evaluation adds its section functions here.
 SECTIONS: tuple[Section, ...] = (
@@ -544,6 +581,8 @@ SECTIONS: tuple[Section, ...] = (
     unparseable_section,
     dataset_section,
     spend_section,
+    attempts_section,
+    decisions_section,
 )
 
 

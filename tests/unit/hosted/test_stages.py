@@ -53,9 +53,11 @@ def test_openai_job_failure_fails_the_branch_and_promotes_nothing(openai_fake, d
     from tests.fakes.openai_server import Plan
     from tuneloop.providers.base import ProviderError
 
-    openai_fake.next_job(Plan(fail_message="Training file contains 3 examples over the context length."))
+    for _ in range(4):  # the job and its 3 resubmissions (tuneloop.stages.run_job_with_retries) all fail
+        openai_fake.next_job(Plan(fail_message="Training file contains 3 examples over the context length."))
     with pytest.raises(ProviderError, match="over the context length"):
         loop(dataset, tmp_path, "openai", "gpt-4.1-mini-2025-04-14", {})
+    assert sorted(openai_fake.statuses().values()) == ["failed"] * 4
     assert FileRegistry(str(tmp_path / "registry"), "intents").champion() is None
     assert not (tmp_path / "reports").exists()
 
