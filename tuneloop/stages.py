@@ -667,7 +667,9 @@ def promote(
     card = json.loads((Path(model_dir) / RESULT_CARD).read_text())
     records = [dlog.Decision.from_dict(d) for d in decisions]  # refuses a malformed record before any move
     attempts = [dict(a) for a in attempts]
-    if attempts or records:
+    # The published report is the evaluate task's page, byte for byte, unless the run has more to tell: more
+    # than one attempt, a retried job or decisions made upstream (label, select-model) add their sections.
+    if len(attempts) > 1 or any(r.stage != "attempt" for r in records):
         blessing = {**blessing, "attempts": attempts, "decisions": [r.to_dict() for r in records]}
     report = render_report(blessing) if reports_uri else None  # before the registry moves: it cannot fail after
     registry = open_registry(registry_uri, model_name)

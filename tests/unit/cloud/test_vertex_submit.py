@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import ROOT
 from tuneloop import cloud
+from tuneloop.attempts import MAX_ATTEMPTS
 from tuneloop.cli import app
 from tuneloop.version import __version__
 
@@ -138,10 +139,12 @@ def test_a_template_with_gpu_constants_takes_no_gpu_parameters(vertex, gcs, tmp_
     code, out = _cli("submit", compiled, *common, "--job-id", "gpu-constants")
     assert code == 0, out
     executors = vertex.jobs[json.loads(out)["resource_name"]]["pipelineSpec"]["deploymentSpec"]["executors"]
-    [res] = [e["container"]["resources"] for name, e in executors.items()
-             if name.startswith("exec-tune-model") and "resources" in e["container"]]
-    assert res["accelerator"] == {"type": "NVIDIA_A100_80GB", "count": "2", "resourceType": "NVIDIA_A100_80GB",
-                                  "resourceCount": "2"}
+    resources = [e["container"]["resources"] for name, e in executors.items()
+                 if name.startswith("exec-tune-model") and "resources" in e["container"]]
+    assert len(resources) == MAX_ATTEMPTS  # the GPU branch's tune task of each unrolled attempt
+    for res in resources:
+        assert res["accelerator"] == {"type": "NVIDIA_A100_80GB", "count": "2", "resourceType": "NVIDIA_A100_80GB",
+                                      "resourceCount": "2"}
 
 
 def test_the_same_job_id_twice_starts_one_run(vertex, target):
