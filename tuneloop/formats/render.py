@@ -138,7 +138,7 @@ class DatasetWriter:
             return
         with paused_gc():  # many small acyclic objects; see paused_gc
             results = list(self.format.format_many(chunk, self.limits, system_prompt=self.system_prompt))
-            self.write_formatted(split, [ex.id for ex in chunk], [ex.weight for ex in chunk], results)
+        self.write_formatted(split, [ex.id for ex in chunk], [ex.weight for ex in chunk], results)
 
     def format_spec(self) -> tuple[str, str | None, Limits, str | None] | None:
         """What another process needs to format rows exactly as this writer does (:func:`format_rows`):

@@ -268,13 +268,6 @@ def _columns(batch: Any) -> dict[str, list[Any]]:
     return {name: batch.column(j).to_pylist() for j, name in enumerate(batch.schema.names)}
 
 
-def _rows(batch: Any) -> list[dict[str, Any]]:
-    """The batch as dicts (see :func:`_columns`)."""
-    cols = _columns(batch)
-    names = list(cols)
-    return [dict(zip(names, values, strict=True)) for values in zip(*cols.values(), strict=True)]
-
-
 def _notes(recomputed: int) -> tuple[str, ...]:
     if recomputed:
         return (f"{recomputed} stored id(s) disagreed with the content hash; the hash is the id",)
