@@ -33,6 +33,8 @@ CANONICAL_DIR = "canonical"
 QUARANTINE = "quarantine.jsonl"
 DEFAULT_MIN_NEW_EXAMPLES = 100  # support-intent system: retrain only on 100+ new samples
 _NOT_DATA = (".lock", ".tmp")  # what a writer may leave beside the data; never published
+# More candidate rows than this many merge batches: rendering runs in worker processes (tuneloop.parallel).
+PARALLEL_AFTER_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,10 @@ def build_dataset_files(
     own = merge is None
     if own:
         merge = Merge(new_path, canonical_files(previous_uri) if previous_uri else ())
+    pool = None
     try:
         new_rows = merge.new_rows()
+        pool = _render_pool(merge, bool(formats), batch_rows)
         total = merge.run()
         n_quarantined = 0
         if quarantine_path is not None:
@@ -230,22 +234,21 @@ def build_dataset_files(
         parquet = {s: ex.ExamplesParquetWriter(out / CANONICAL_DIR / f"{s}.parquet") for s in ex.SPLITS}
         specs = [w.format_spec() for w in writers]
         try:
-            for batch, formatted in _formatted_batches(merge.batches(batch_rows), specs):
-                rows: dict[str, list[int]] = {s: [] for s in ex.SPLITS}
-                for i, example_id in enumerate(batch.column("id").to_pylist()):
-                    rows[split_of(example_id)].append(i)
-                for split, picked in rows.items():
-                    if not picked:
-                        continue
+            for batch, prepared in _formatted_batches(merge.batches(batch_rows), specs, fractions, pool):
+                if prepared is None:  # a format that renders only here: split and render in this process
+                    rows: dict[str, list[int]] = {s: [] for s in ex.SPLITS}
+                    for i, example_id in enumerate(batch.column("id").to_pylist()):
+                        rows[split_of(example_id)].append(i)
+                    prepared = {split: (picked, None) for split, picked in rows.items() if picked}
+                for split, (picked, chunks) in prepared.items():
                     counts[split] += len(picked)
-                    parquet[split].write_arrow(batch.take(picked))
-                    if formatted is not None:
-                        ids, weights, results = formatted
-                        for w, res in zip(writers, results, strict=True):
-                            w.write_formatted(split, [ids[i] for i in picked], [weights[i] for i in picked],
-                                              [res[i] for i in picked])
+                    part = batch.take(picked)
+                    parquet[split].write_arrow(part)
+                    if chunks is not None:
+                        for w, chunk in zip(writers, chunks, strict=True):
+                            w.write_chunk(split, chunk)
                     elif writers:
-                        examples = ex.examples_from_batch(batch.take(picked))
+                        examples = ex.examples_from_batch(part)
                         for w in writers:
                             w.write(split, examples)
         except BaseException:
@@ -280,16 +283,32 @@ def build_dataset_files(
             "created_at": ex.utc_now(),
         }
     finally:
+        if pool is not None:
+            pool.close()
         if own:
             merge.close()
     storage.write_json(str(out / MANIFEST), manifest)
     return manifest
 
 
-def _formatted_batches(batches: Iterable[Any], specs: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
-    """``(batch, formatted)`` per merged batch: ``formatted`` = ``(ids, weights, results per format)`` when
-    every format can be rendered in another process (:meth:`DatasetWriter.format_spec`), computed across the
-    machine's cores (:func:`tuneloop.parallel.ordered_map`), else None (the caller renders in process)."""
+def _render_pool(merge: Merge, rendering: bool, batch_rows: int | None) -> Any:
+    """Worker processes for rendering, started before the merge runs (they import while DuckDB works),
+    when there is rendering to do, more than two batches of candidate rows, and more than one CPU; else None."""
+    from tuneloop import merge as merging
+    from tuneloop.parallel import Pool, default_workers
+
+    rows_per_batch = batch_rows or merging.BATCH_ROWS
+    if not rendering or default_workers() < 2 or merge.candidate_rows() <= PARALLEL_AFTER_BATCHES * rows_per_batch:
+        return None
+    return Pool(preload=(__name__, "tuneloop.formats.render"))
+
+
+def _formatted_batches(batches: Iterable[Any], specs: Sequence[Any], fractions: Sequence[float],
+                       pool: Any = None) -> Iterator[tuple[Any, Any]]:
+    """``(batch, prepared)`` per merged batch: ``prepared`` = :func:`format_batch`'s result when every
+    format can be rendered in another process (:meth:`DatasetWriter.format_spec`), computed across the
+    machine's cores (``pool``, a started :class:`tuneloop.parallel.Pool`, or
+    :func:`tuneloop.parallel.ordered_map`), else None (the caller splits and renders in process)."""
     from tuneloop.parallel import ordered_map
 
     if not specs or any(spec is None for spec in specs):
@@ -298,24 +317,37 @@ def _formatted_batches(batches: Iterable[Any], specs: Sequence[Any]) -> Iterator
         return
     held: deque[Any] = deque()
 
-    def tasks() -> Iterator[tuple[Any, Sequence[Any]]]:
+    def tasks() -> Iterator[tuple[Any, Sequence[Any], Sequence[float]]]:
         for batch in batches:
             held.append(batch)
-            yield batch, specs
+            yield batch, specs, fractions
 
-    for formatted in ordered_map(format_batch, tasks()):
-        yield held.popleft(), formatted
+    results = pool.map(format_batch, tasks()) if pool is not None else ordered_map(format_batch, tasks())
+    for prepared in results:
+        yield held.popleft(), prepared
 
 
-def format_batch(task: tuple[Any, Sequence[Any]]) -> tuple[list[str], list[float], list[list[tuple]]]:
-    """A merged batch's ids, weights and each format's ``format_many`` results (in a worker process or here)."""
+def format_batch(task: tuple[Any, Sequence[Any], Sequence[float]]) -> dict[str, tuple[list[int], list[Any]]]:
+    """A merged batch split by id hash and rendered in every format (in a worker process or here):
+    ``split -> (the batch's row indices in it, one FormattedChunk per format)``, splits without rows left out."""
     from tuneloop.formats.jsonl import paused_gc
-    from tuneloop.formats.render import format_rows
+    from tuneloop.formats.render import format_rows, formatted_chunk
 
-    batch, specs = task
+    batch, specs, fractions = task
+    split_of = ex.splitter(fractions)
     with paused_gc():  # one batch of small acyclic objects (see paused_gc)
         examples = ex.examples_from_batch(batch)
-        return [e.id for e in examples], [e.weight for e in examples], [format_rows(s, examples) for s in specs]
+        picked: dict[str, list[int]] = {s: [] for s in ex.SPLITS}
+        for i, e in enumerate(examples):
+            picked[split_of(e.id)].append(i)
+        out = {}
+        for split, rows in picked.items():
+            if not rows:
+                continue
+            part = [examples[i] for i in rows]
+            ids, weights = [e.id for e in part], [e.weight for e in part]
+            out[split] = (rows, [formatted_chunk(split, ids, weights, format_rows(spec, part)) for spec in specs])
+        return out
 
 
 def data_files(built_dir: str | Path) -> list[str]:

@@ -630,28 +630,45 @@ def example_from_row(row: Mapping[str, Any]) -> Example:
 
 def examples_from_batch(batch) -> list[Example]:
     """The examples of an Arrow table or record batch of the canonical schema (trusted, as
-    :func:`example_from_row`), read column by column; a meta spelling seen before is parsed once."""
-    cols = [batch.column(name).to_pylist() for name in RECORD_KEYS]
+    :func:`example_from_row`), read column by column: the turns from the flat message columns, one
+    :class:`Message` object per distinct non-user turn of the batch (they are immutable: a label
+    answered a thousand times is one object), a meta spelling seen before parsed once."""
+    import pyarrow as pa
+
+    msgs = batch.column("messages")
+    if isinstance(msgs, pa.ChunkedArray):
+        msgs = msgs.combine_chunks() if msgs.num_chunks != 1 else msgs.chunk(0)
+    flat = msgs.flatten()  # the turns of these rows only (a slice's offsets start past 0)
+    offsets = msgs.offsets.to_pylist()
+    base = offsets[0] if offsets else 0
+    new = object.__new__
+    shared: dict[tuple, Message] = {}
+    turns: list[Message] = []
+    add_turn = turns.append
+    for role, content, weight in zip(flat.field("role").to_pylist(), flat.field("content").to_pylist(),
+                                     flat.field("weight").to_pylist(), strict=True):
+        key = (role, content, weight)
+        m = shared.get(key) if role != "user" else None
+        if m is None:
+            m = new(Message)
+            m.__dict__.update(role=role, content=content, weight=weight)
+            if role != "user" and len(shared) < 65536:
+                shared[key] = m
+        add_turn(m)
+    cols = [batch.column(name).to_pylist() for name in RECORD_KEYS if name != "messages"]
     metas: dict[str, dict[str, Any]] = {"": {}, "{}": {}}
     out = []
-    append, trusted, loads = out.append, _trusted, json.loads
-    for example_id, turns, label, source, weight, created_at, meta in zip(*cols, strict=True):
+    append, loads = out.append, json.loads
+    for i, (example_id, label, source, weight, created_at, meta) in enumerate(zip(*cols, strict=True)):
         parsed = metas.get(meta) if meta is not None else {}
         if parsed is None:
             parsed = loads(meta)
             if len(metas) < 4096:
                 metas[meta] = parsed
-        append(trusted(Example, {
-            "id": example_id,
-            "messages": tuple(
-                trusted(Message, {"role": m["role"], "content": m["content"], "weight": m["weight"]}) for m in turns
-            ),
-            "label": label,
-            "source": source,
-            "weight": weight,
-            "created_at": created_at,
-            "meta": dict(parsed),
-        }))
+        e = new(Example)
+        e.__dict__.update(id=example_id, messages=tuple(turns[offsets[i] - base:offsets[i + 1] - base]), label=label,
+                          source=source, weight=weight, created_at=created_at, meta=dict(parsed))
+        append(e)
     return out
 
 

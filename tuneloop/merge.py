@@ -69,6 +69,10 @@ class Merge:
         """Rows in the new file."""
         return self._one(f"SELECT count(*) FROM src WHERE part = {self._new_part}")
 
+    def candidate_rows(self) -> int:
+        """Rows in all the files (previous and new), before duplicates are resolved (file metadata: cheap)."""
+        return self._one("SELECT count(*) FROM src")
+
     def new_ids(self) -> int:
         """Distinct ids among the new rows that the previous dataset does not hold."""
         return self._one(

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
 
 T = TypeVar("T")
@@ -32,7 +32,8 @@ R = TypeVar("R")
 
 ENV = "TUNELOOP_WORKERS"
 _HEADER = struct.Struct("!Q")
-_BOOT = "import sys, pickle; sys.path[:] = pickle.load(sys.stdin.buffer); from tuneloop.parallel import _serve; _serve()"
+_BOOT = ("import sys, pickle; sys.path[:], preload = pickle.load(sys.stdin.buffer); "
+         "from tuneloop.parallel import _serve; _serve(preload)")
 
 
 def default_workers() -> int:
@@ -70,10 +71,16 @@ def _recv(fh: BinaryIO) -> Any:
     return pickle.loads(data)
 
 
-def _serve() -> None:
-    """A worker: ``(module, function, item)`` in, ``(True, result)`` or ``(False, error)`` out, until EOF."""
+def _serve(preload: Sequence[str] = ()) -> None:
+    """A worker: imports ``preload``, then ``(module, function, item)`` in, ``(True, result)`` or
+    ``(False, error)`` out, until EOF."""
     src, dst = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything the work prints goes to the log, not into the result pipe
+    for module in preload:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the task that needs it raises the error at its item
+            pass
     while True:
         try:
             module, name, item = _recv(src)
@@ -93,9 +100,9 @@ def _serve() -> None:
 class _Worker:
     """One child process and the thread that feeds it (so a full result pipe never blocks the feeding)."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: Sequence[str] = ()) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        pickle.dump(list(sys.path), self.proc.stdin)
+        pickle.dump((list(sys.path), list(preload)), self.proc.stdin)
         self.proc.stdin.flush()
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.thread = threading.Thread(target=self._feed, daemon=True)
@@ -134,11 +141,69 @@ class _Worker:
         self.proc.stdout.close()
 
 
+class Pool:
+    """Worker processes started now, so they import while this process does other work (a merge, a
+    query); :meth:`map` then hands them items. ``preload`` names modules each worker imports at start
+    (the module of the function it will run, for one). One map at a time; close it (or use ``with``).
+
+    ``workers`` defaults to :func:`default_workers`; with 1 there are no processes and :meth:`map` runs
+    in this one.
+    """
+
+    def __init__(self, workers: int | None = None, *, preload: Sequence[str] = ()) -> None:
+        self.workers = default_workers() if workers is None else workers
+        self._pool = [_Worker(preload) for _ in range(self.workers)] if self.workers > 1 else []
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, min_items: int = 0) -> Iterator[R]:
+        """``fn(item)`` for each item, in order: the first ``min_items`` here, the rest in the workers
+        (``fn`` must be a module-level function; items and results are pickled), at most ``2 x workers``
+        in flight. An exception in ``fn`` is raised here at its item's turn, and nothing after it is yielded."""
+        it = iter(items)
+        pool, n = self._pool, len(self._pool)
+        for _ in range(min_items if n else sys.maxsize):
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            yield fn(item)
+        task = (fn.__module__, fn.__qualname__)
+        sent = done = 0
+        try:
+            for x in it:
+                pool[sent % n].inbox.put((*task, x))
+                sent += 1
+                while sent - done >= 2 * n:
+                    done += 1
+                    yield pool[(done - 1) % n].result()
+            while done < sent:
+                done += 1
+                yield pool[(done - 1) % n].result()
+        finally:  # stopped early (an error, or the caller stopped): the results in flight are not the next map's
+            while done < sent:
+                done += 1
+                try:
+                    pool[(done - 1) % n].result()
+                except Exception:  # noqa: BLE001 - discarded with its result
+                    pass
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        pool, self._pool = self._pool, []
+        for w in pool:
+            w.close()
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None = None,
                 min_items: int = 2) -> Iterator[R]:
     """``fn(item)`` for each item, in order: in this process for the first ``min_items`` items, then
-    across ``workers`` child processes (``fn`` must be a module-level function; items and results are
-    pickled). An exception in ``fn`` is raised here at its item's turn, and nothing after it is yielded.
+    across ``workers`` child processes started when a further item arrives (see :class:`Pool`).
+    An exception in ``fn`` is raised here at its item's turn, and nothing after it is yielded.
     """
     n = default_workers() if workers is None else workers
     it = iter(items)
@@ -152,21 +217,10 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None
         first = next(it)
     except StopIteration:
         return
-    task = (fn.__module__, fn.__qualname__)
-    pool: list[_Worker] = []
-    try:
-        pool = [_Worker() for _ in range(n)]
-        sent = done = 0
-        for item in (first, *()), it:
-            for x in item:
-                pool[sent % n].inbox.put((*task, x))
-                sent += 1
-                while sent - done >= 2 * n:
-                    yield pool[done % n].result()
-                    done += 1
-        while done < sent:
-            yield pool[done % n].result()
-            done += 1
-    finally:
-        for w in pool:
-            w.close()
+    with Pool(n, preload=(fn.__module__,)) as pool:
+        yield from pool.map(fn, _chain(first, it))
+
+
+def _chain(first: T, rest: Iterator[T]) -> Iterator[T]:
+    yield first
+    yield from rest

@@ -13,7 +13,7 @@ import pytest
 from tests.datapath_golden import digest
 from tests.unit.test_export_streaming import T0, export, small_chunks, warehouse
 from tuneloop import demo_data
-from tuneloop.parallel import ENV, default_workers, ordered_map
+from tuneloop.parallel import ENV, Pool, default_workers, ordered_map
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,3 +77,27 @@ def test_an_export_across_worker_processes_publishes_the_same_dataset(tmp_path, 
     assert a == b
     q1 = (tmp_path / "a" / "quarantine.jsonl").read_text().splitlines()
     assert [json.loads(x) for x in q1] == [json.loads(x) for x in (tmp_path / "b" / "quarantine.jsonl").read_text().splitlines()]
+
+
+def test_a_started_pool_maps_in_order_raises_at_the_item_and_closes_once():
+    with Pool(2, preload=(__name__,)) as pool:
+        assert list(pool.map(slow_square, range(7))) == [x * x for x in range(7)]
+        got = []
+        with pytest.raises(ValueError, match="item 7 is bad"):
+            for r in pool.map(slow_square, range(5, 12), min_items=1):
+                got.append(r)
+        assert got == [25, 36]
+        # the results still in flight at the error are not handed to the next map
+        assert list(pool.map(slow_square, [1, 2, 3, 4, 5, 6])) == [1, 4, 9, 16, 25, 36]
+        stopped = pool.map(slow_square, range(20, 40))
+        assert next(stopped) == 400
+        stopped.close()  # the caller stops early
+        assert list(pool.map(slow_square, range(3))) == [0, 1, 4]
+    pool.close()  # idempotent
+    with Pool(1) as one:  # one worker = this process, no child
+        assert one.workers == 1 and list(one.map(slow_square, range(3))) == [0, 1, 4]
+
+
+def test_a_worker_that_cannot_preload_a_module_still_serves_and_names_the_error_at_the_item():
+    with Pool(2, preload=("tuneloop.no_such_module",)) as pool:
+        assert list(pool.map(slow_square, range(4))) == [0, 1, 4, 9]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -120,12 +120,6 @@ class DatasetWriter:
             fh = table[split] = (self.out / name).open("wb")
         return fh
 
-    def _append(self, split: str, lines: list[str]) -> None:
-        if lines:
-            data = ("\n".join(lines) + "\n").encode("utf-8")
-            self._file(self._files, split, SPLIT_FILES[split] + _TMP).write(data)
-            self.sizes[split] += len(data)
-
     def write(self, split: str, examples: Iterable[Example]) -> None:
         """Render, count and validate ``examples`` of ``split``, appending to its file or the quarantine.
 
@@ -151,54 +145,29 @@ class DatasetWriter:
         """:meth:`write` for rows already formatted (``Format.format_many`` results, e.g. from
         :func:`format_rows` in a worker process), with each row's example id and weight."""
         self._check_open(split)
-        if not results:
-            return
-        seen, encode, reasons_seen = self._seen, encode_line, self._reasons
-        kept: list[str] = []
-        bad: list[str] = []
-        total = biggest = dropped_turns = weighted = n_kept = 0
-        with paused_gc():  # many small acyclic objects; see paused_gc
-            for example_id, weight, (line, row, tokens, reasons, dropped) in zip(ids, weights, results, strict=True):
-                dropped_turns += dropped
-                if weight != 1.0:
-                    weighted += 1
-                if seen is not None:
-                    first = seen.get(example_id)
-                    if first is None:
-                        seen[example_id] = split
-                    else:
-                        where = "earlier in this split" if first == split else f"already in split {first!r}"
-                        dup = f"id: duplicate example {where}; each example may appear once (no split leakage)"
-                        reasons = [dup, *reasons]
-                        if line is not None:  # the rendered line is the row, spelled as encode_line spells it
-                            reasons_seen.add(reasons)
-                            bad.append(f'{{"id":{encode_str(example_id)},"split":"{split}","reasons":{encode(reasons)},'
-                                       f'"row":{line}}}')
-                            continue
-                if line is not None:
-                    kept.append(line)
-                    total += tokens
-                    if tokens > biggest:
-                        biggest = tokens
-                    if len(kept) >= FLUSH_ROWS:
-                        n_kept += len(kept)
-                        self._append(split, kept)
-                        kept = []
-                else:
-                    reasons_seen.add(reasons)
-                    bad.append(encode({"id": example_id, "split": split, "reasons": reasons, "row": row}))
-        n_kept += len(kept)
-        self._append(split, kept)
-        if bad:
-            data = ("\n".join(bad) + "\n").encode("utf-8")
+        if results:
+            self.write_chunk(split, formatted_chunk(split, ids, weights, results, self._seen))
+
+    def write_chunk(self, split: str, chunk: FormattedChunk) -> None:
+        """Append rows formatted and summed by :func:`formatted_chunk` (e.g. in a worker process; this
+        writer's duplicate check, when on, must have been applied there: pass it only to a writer made
+        with ``check_duplicates=False``, or from :meth:`write_formatted`)."""
+        self._check_open(split)
+        if chunk.data:
+            self._file(self._files, split, SPLIT_FILES[split] + _TMP).write(chunk.data)
+            self.sizes[split] += len(chunk.data)
+        if chunk.bad:
+            data = ("\n".join(chunk.bad) + "\n").encode("utf-8")
             self._file(self._quarantine, split, f".{QUARANTINE_FILE}.{split}{_TMP}").write(data)
-        self.input_counts[split] += len(results)
-        self.counts[split] += n_kept
-        self.quarantined_by_split[split] += len(bad)
-        self.tokens[split] += total
-        self.max_tokens = max(self.max_tokens, biggest)
-        self.weighted_turns += dropped_turns
-        self.weighted_examples += weighted
+            for reasons in chunk.bad_reasons:
+                self._reasons.add(reasons)
+        self.input_counts[split] += chunk.rows
+        self.counts[split] += chunk.kept
+        self.quarantined_by_split[split] += len(chunk.bad)
+        self.tokens[split] += chunk.tokens
+        self.max_tokens = max(self.max_tokens, chunk.biggest)
+        self.weighted_turns += chunk.dropped_turns
+        self.weighted_examples += chunk.weighted
 
     def _check_open(self, split: str) -> None:
         if split not in SPLIT_FILES:
@@ -379,3 +348,70 @@ def format_rows(spec: tuple[str, str | None, Limits, str | None], examples: Sequ
         fmt = _FORMATS[(name, model)] = resolve(name, model, None, None)[0]
     with paused_gc():
         return list(fmt.format_many(examples, limits, system_prompt=system_prompt))
+
+
+@dataclass
+class FormattedChunk:
+    """Rows of one split, formatted and summed for :meth:`DatasetWriter.write_chunk`: the accepted lines
+    as the file's bytes, the rejected ones as quarantine lines, and the report's counts. Small to send
+    between processes (one bytes object instead of a tuple per row)."""
+
+    data: bytes = b""  # accepted lines, each ending in a newline
+    bad: list[str] = field(default_factory=list)  # quarantine lines
+    bad_reasons: list[list[str]] = field(default_factory=list)  # each rejected row's reasons
+    rows: int = 0
+    kept: int = 0
+    tokens: int = 0
+    biggest: int = 0
+    dropped_turns: int = 0
+    weighted: int = 0
+
+
+def formatted_chunk(split: str, ids: Sequence[str], weights: Sequence[float],
+                    results: Sequence[tuple[str | None, Any, int, list[str], int]],
+                    seen: dict[str, str] | None = None) -> FormattedChunk:
+    """``Format.format_many`` results of ``split`` (with each row's example id and weight) as a
+    :class:`FormattedChunk`. ``seen`` (id -> split of every id written so far, updated here) quarantines
+    an id seen before; None: no duplicate check."""
+    encode = encode_line
+    out = FormattedChunk(rows=len(results))
+    kept: list[str] = []
+    pieces: list[bytes] = []
+    bad, bad_reasons = out.bad, out.bad_reasons
+    total = biggest = dropped_turns = weighted = n_kept = 0
+    with paused_gc():  # many small acyclic objects; see paused_gc
+        for example_id, weight, (line, row, tokens, reasons, dropped) in zip(ids, weights, results, strict=True):
+            dropped_turns += dropped
+            if weight != 1.0:
+                weighted += 1
+            if seen is not None:
+                first = seen.get(example_id)
+                if first is None:
+                    seen[example_id] = split
+                else:
+                    where = "earlier in this split" if first == split else f"already in split {first!r}"
+                    dup = f"id: duplicate example {where}; each example may appear once (no split leakage)"
+                    reasons = [dup, *reasons]
+                    if line is not None:  # the rendered line is the row, spelled as encode_line spells it
+                        bad_reasons.append(reasons)
+                        bad.append(f'{{"id":{encode_str(example_id)},"split":"{split}","reasons":{encode(reasons)},'
+                                   f'"row":{line}}}')
+                        continue
+            if line is not None:
+                kept.append(line)
+                total += tokens
+                if tokens > biggest:
+                    biggest = tokens
+                if len(kept) >= FLUSH_ROWS:
+                    n_kept += len(kept)
+                    pieces.append(("\n".join(kept) + "\n").encode("utf-8"))
+                    kept = []
+            else:
+                bad_reasons.append(reasons)
+                bad.append(encode({"id": example_id, "split": split, "reasons": reasons, "row": row}))
+    if kept:
+        n_kept += len(kept)
+        pieces.append(("\n".join(kept) + "\n").encode("utf-8"))
+    out.data = b"".join(pieces)
+    out.kept, out.tokens, out.biggest, out.dropped_turns, out.weighted = n_kept, total, biggest, dropped_turns, weighted
+    return out

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.examples import Example, ExampleError, make_example
-from tuneloop.parallel import ordered_map
+from tuneloop.parallel import Pool, default_workers
 from tuneloop.warehouse.base import (
     COL_CREATED_AT,
     COL_ID,
@@ -48,8 +48,9 @@ DEFAULT_SOURCE = "live"
 META_WAREHOUSE_ID = "warehouse_id"
 # Rows validated together (one Arrow record batch from the warehouse).
 BATCH_ROWS = 20_000
-# Batches validated in this process before the rest go to worker processes (tuneloop.parallel).
-PARALLEL_AFTER_BATCHES = 2
+# Batches validated in this process before the rest go to worker processes (tuneloop.parallel); the
+# workers start as soon as a first full batch shows the extract is large, and import meanwhile.
+PARALLEL_AFTER_BATCHES = 1
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,29 @@ def iter_extract(
         else:
             batches = query(load_query(EXTRACT_QUERY), params, identifiers={"table": table})
         # Validation is Python per row: large extracts spread their batches over the machine's cores.
-        yield from ordered_map(_validate, (b for b in batches if b.num_rows), min_items=PARALLEL_AFTER_BATCHES)
+        yield from _validated(batches, batch_rows)
     finally:
         if isinstance(warehouse_uri, str):
             wh.close()
+
+
+def _validated(batches: Iterable[Any], batch_rows: int) -> Iterator[ExtractBatch]:
+    """:func:`_validate` of each non-empty batch, in order; once a batch of ``batch_rows`` rows shows the
+    extract is large, worker processes start (importing while the first batches are validated here)
+    and take the batches after the first :data:`PARALLEL_AFTER_BATCHES`."""
+    it = (b for b in batches if b.num_rows)
+    pool = None
+    try:
+        for i, batch in enumerate(it):
+            if pool is None and batch.num_rows >= batch_rows and default_workers() > 1:
+                pool = Pool(preload=(__name__,))
+            yield _validate(batch)
+            if i + 1 >= PARALLEL_AFTER_BATCHES and pool is not None:
+                yield from pool.map(_validate, it)
+                return
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 @dataclass(frozen=True)
