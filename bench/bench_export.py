@@ -238,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Goal: peak under 1 GB at every size and at least 20k rows/s. The streamed path holds one record batch "
         "(20k rows) at a time in Python; the merge with the previous dataset runs in DuckDB on disk (256 MB "
-        "memory limit, spilling beyond it), and files are published by streaming copies. After its first two "
-        "batches, the extract's row validation and the dataset's rendering run in worker processes, one per "
-        "CPU (`streamed, 1 process` = the same code with `TUNELOOP_WORKERS=1`); CPU-s include the workers, "
-        "peak is the largest single process.",
+        "memory limit, spilling beyond it), and files are published by streaming copies. The extract's row "
+        "validation and the dataset's split + rendering run in worker processes, one per CPU, started when the "
+        "work is large (the extract's first full batch; more than two batches of rows to merge) so they import "
+        "while the first batch or the merge runs (`streamed, 1 process` = the same code with "
+        "`TUNELOOP_WORKERS=1`); CPU-s include the workers, peak is the largest single process.",
         "",
     ]
     text = "\n".join(md)
