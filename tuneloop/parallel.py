@@ -4,7 +4,9 @@ The data path validates rows in Python a batch at a time. On a task with several
 machine, a laptop) :func:`ordered_map` hands batches to worker processes and yields their results in
 input order, keeping at most ``2 x workers`` batches in flight, so memory stays at a few batches
 whatever the size of the stream. Small streams never start a worker: the first ``min_items`` items run
-in this process (a test's or a small run's extract costs no process start).
+in this process (a test's or a small run's extract costs no process start). A caller that knows early
+that the work is large starts a :class:`Pool` first, so the workers import while it does other work
+(the dataset build starts them before the merge, the extract at its first full batch).
 
 ``TUNELOOP_WORKERS`` sets the number of worker processes (``1`` = all in this process); by default it
 is the CPUs this process may run on. Workers are plain ``python`` child processes fed over pipes
