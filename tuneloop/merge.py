@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ class Merge:
         self._run(f"CREATE VIEW src AS {parts}")
         self._merged = False
         self._sorted = False
+        self._hasher: threading.Thread | None = None
+        self._hash_con: Any = None
+        self._hash = ""
+        self._hash_error: BaseException | None = None
         self.superseded = 0
 
     # -- before merging ----------------------------------------------------------------------
@@ -112,7 +117,15 @@ class Merge:
         return self._one("SELECT count(*) FROM chosen")
 
     def batches(self, batch_rows: int | None = None) -> Iterator[Any]:
-        """The merged examples ordered by ``(created_at, id)``, as Arrow record batches of the canonical columns."""
+        """The merged examples ordered by ``(created_at, id)``, as Arrow record batches of the canonical columns.
+
+        Starts :meth:`dataset_hash` on a second connection in a thread, so the hash is ready when the
+        caller has read the batches."""
+        self._sort()
+        self._start_hash()
+        yield from self._stream("SELECT * FROM merged", batch_rows or BATCH_ROWS)
+
+    def _sort(self) -> None:
         self._require_merged()
         if not self._sorted:
             # Sorted into a table of this on-disk database first, then read back in insertion order: a
@@ -122,7 +135,6 @@ class Merge:
             self._run(f"CREATE TABLE merged AS SELECT {cols} FROM src s JOIN chosen c "
                       f"ON s.part = c.part AND s.rn = c.rn ORDER BY c.created_at, c.id")
             self._sorted = True
-        yield from self._stream("SELECT * FROM merged", batch_rows or BATCH_ROWS)
 
     def labels(self) -> list[str]:
         """The distinct labels of the merged examples, sorted."""
@@ -131,15 +143,38 @@ class Merge:
         return sorted(r[0] for r in rows)
 
     def dataset_hash(self) -> str:
-        """:func:`tuneloop.examples.dataset_hash` of the merged examples, streamed in id order."""
-        self._require_merged()
-        h = hashlib.sha256()
-        query = "SELECT s.id, s.source, s.weight FROM src s JOIN chosen c ON s.part = c.part AND s.rn = c.rn ORDER BY s.id"
-        for batch in self._stream(query, BATCH_ROWS):
-            cols = batch.to_pydict()
-            h.update("".join(f"{i}|{s}|{w}\n" for i, s, w in zip(cols["id"], cols["source"], cols["weight"],
-                                                                  strict=True)).encode())
-        return h.hexdigest()
+        """:func:`tuneloop.examples.dataset_hash` of the merged examples, streamed in id order (computed
+        while :meth:`batches` streamed, when it did)."""
+        self._sort()
+        self._start_hash()
+        self._hasher.join()
+        if self._hash_error is not None:
+            raise self._hash_error
+        return self._hash
+
+    def _start_hash(self) -> None:
+        if self._hasher is None:
+            self._hash_con = self._con.cursor()
+            self._hasher = threading.Thread(target=self._compute_hash, args=(self._hash_con,), daemon=True)
+            self._hasher.start()
+
+    def _compute_hash(self, con: Any) -> None:
+        # Its own connection (DuckDB connections are not shared between threads) and its own table in id
+        # order, read back in insertion order (see _sort): the main stream and this one run at once.
+        try:
+            h = hashlib.sha256()
+            con.execute("CREATE TABLE hash_rows AS SELECT id, source, weight FROM merged ORDER BY id").fetchall()
+            rel = con.sql("SELECT * FROM hash_rows")
+            reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch
+            for batch in reader(BATCH_ROWS):
+                cols = batch.to_pydict()
+                h.update("".join(f"{i}|{s}|{w}\n" for i, s, w in zip(cols["id"], cols["source"], cols["weight"],
+                                                                      strict=True)).encode())
+            self._hash = h.hexdigest()
+        except BaseException as exc:  # noqa: BLE001 - raised by dataset_hash in the caller's thread
+            self._hash_error = exc
+        finally:
+            con.close()
 
     # -- plumbing --------------------------------------------------------------------------------
     def _run(self, query: str) -> list[tuple]:
@@ -159,6 +194,13 @@ class Merge:
 
     def close(self) -> None:
         """Close DuckDB and remove its temporary files (idempotent)."""
+        if self._hasher is not None:
+            if self._hasher.is_alive():  # closed early (an error while streaming): stop the hash
+                try:
+                    self._hash_con.interrupt()
+                except Exception:  # noqa: BLE001 - it may just have finished
+                    pass
+            self._hasher.join()
         self._con.close()
         self._tmp.cleanup()
 

@@ -75,3 +75,17 @@ def test_counts_of_new_rows_and_new_ids(tmp_path):
         assert m.new_ids() == len({e.id for e in rows[5:]} - {e.id for e in rows[:10]})
         with pytest.raises(RuntimeError, match="run"):
             list(m.batches())
+
+
+def test_a_merge_closed_while_its_batches_stream_stops_cleanly_and_its_hash_matches_when_read(tmp_path):
+    rows = ex.dedupe(random_examples(random.Random(3), 200))
+    ex.write_parquet(tmp_path / "new.parquet", rows)
+    m = Merge(tmp_path / "new.parquet")
+    m.run()
+    stream = m.batches(batch_rows=5)
+    next(stream)  # the hash is computed beside the stream
+    stream.close()
+    m.close()  # an error in the caller's loop closes it early: no hang, nothing raised
+    with Merge(tmp_path / "new.parquet") as again:
+        again.run()
+        assert again.dataset_hash() == ex.dataset_hash(resolve_corrections(rows)[0])  # without reading the batches

@@ -145,3 +145,25 @@ def test_missing_table_names_the_fix(uri):
         extract_new(uri, "other", None)
     with pytest.raises(ValueError, match="^table="):
         extract_new(uri, "loop; DROP TABLE loop", None)
+
+
+def test_landing_times_become_the_canonical_strings_for_every_year_and_fraction():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tuneloop.warehouse.base import iso
+    from tuneloop.warehouse.extract import _columns
+
+    utc = dt.UTC
+    values = [dt.datetime(2025, 6, 1, tzinfo=utc), dt.datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=utc),
+              dt.datetime(2024, 2, 29, 12, 0, 0, 1, tzinfo=utc), dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=utc),
+              dt.datetime(1000, 1, 1, tzinfo=utc), None, dt.datetime(999, 12, 31, tzinfo=utc), dt.datetime(1, 1, 1, tzinfo=utc)]
+    for tz in ("UTC", None):
+        col = pa.array(values, type=pa.timestamp("us", tz=tz))
+        got = _columns(pa.record_batch([col, col], names=["created_at", "ingested_at"]))
+        assert got["created_at"] == got["ingested_at"]
+        assert got["created_at"][:5] == [iso(v) for v in values[:5]]  # what the row-at-a-time path writes
+        assert got["created_at"][5] is None
+        # before year 1000 zero-padded, as Arrow's strftime writes it (make_example then reads it as ISO)
+        assert got["created_at"] == pc.strftime(col, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+        assert got["created_at"][6:] == ["0999-12-31T00:00:00.000000Z", "0001-01-01T00:00:00.000000Z"]
