@@ -641,7 +641,7 @@ def examples_from_batch(batch) -> list[Example]:
     flat = msgs.flatten()  # the turns of these rows only (a slice's offsets start past 0)
     offsets = msgs.offsets.to_pylist()
     base = offsets[0] if offsets else 0
-    new = object.__new__
+    trusted = _trusted
     shared: dict[tuple, Message] = {}
     turns: list[Message] = []
     add_turn = turns.append
@@ -650,8 +650,7 @@ def examples_from_batch(batch) -> list[Example]:
         key = (role, content, weight)
         m = shared.get(key) if role != "user" else None
         if m is None:
-            m = new(Message)
-            m.__dict__.update(role=role, content=content, weight=weight)
+            m = trusted(Message, {"role": role, "content": content, "weight": weight})
             if role != "user" and len(shared) < 65536:
                 shared[key] = m
         add_turn(m)
@@ -665,10 +664,15 @@ def examples_from_batch(batch) -> list[Example]:
             parsed = loads(meta)
             if len(metas) < 4096:
                 metas[meta] = parsed
-        e = new(Example)
-        e.__dict__.update(id=example_id, messages=tuple(turns[offsets[i] - base:offsets[i + 1] - base]), label=label,
-                          source=source, weight=weight, created_at=created_at, meta=dict(parsed))
-        append(e)
+        append(trusted(Example, {
+            "id": example_id,
+            "messages": tuple(turns[offsets[i] - base:offsets[i + 1] - base]),
+            "label": label,
+            "source": source,
+            "weight": weight,
+            "created_at": created_at,
+            "meta": dict(parsed),
+        }))
     return out
 
 

@@ -49,7 +49,7 @@ META_WAREHOUSE_ID = "warehouse_id"
 # Rows validated together (one Arrow record batch from the warehouse).
 BATCH_ROWS = 20_000
 # Batches validated in this process before the rest go to worker processes (tuneloop.parallel); the
-# workers start as soon as a first full batch shows the extract is large, and import meanwhile.
+# workers start as soon as a batch's worth of rows shows the extract is large, and import meanwhile.
 PARALLEL_AFTER_BATCHES = 1
 
 
@@ -172,14 +172,17 @@ def iter_extract(
 
 
 def _validated(batches: Iterable[Any], batch_rows: int) -> Iterator[ExtractBatch]:
-    """:func:`_validate` of each non-empty batch, in order; once a batch of ``batch_rows`` rows shows the
-    extract is large, worker processes start (importing while the first batches are validated here)
-    and take the batches after the first :data:`PARALLEL_AFTER_BATCHES`."""
+    """:func:`_validate` of each non-empty batch, in order; once ``batch_rows`` rows have arrived (one
+    full DuckDB batch, or several smaller BigQuery pages) the extract counts as large: worker processes
+    start (importing while the first batches are validated here) and take the batches after the first
+    :data:`PARALLEL_AFTER_BATCHES`."""
     it = (b for b in batches if b.num_rows)
     pool = None
+    seen = 0
     try:
         for i, batch in enumerate(it):
-            if pool is None and batch.num_rows >= batch_rows and default_workers() > 1:
+            seen += batch.num_rows
+            if pool is None and seen >= batch_rows and default_workers() > 1:
                 pool = Pool(preload=(__name__,))
             yield _validate(batch)
             if i + 1 >= PARALLEL_AFTER_BATCHES and pool is not None:
