@@ -89,3 +89,30 @@ def test_a_merge_closed_while_its_batches_stream_stops_cleanly_and_its_hash_matc
     with Merge(tmp_path / "new.parquet") as again:
         again.run()
         assert again.dataset_hash() == ex.dataset_hash(resolve_corrections(rows)[0])  # without reading the batches
+
+
+def test_a_merge_of_400k_rows_stays_within_a_small_duckdb_memory_limit(tmp_path):
+    """The merge spills instead of failing when its working set exceeds DuckDB's budget: 400k rows
+    (a previous dataset of 360k and 40k new ones) merge, sort and hash within 80 MB. Joining and sorting
+    in one statement ran out of memory here (and now and then at 1.6M rows under the 256 MB default)."""
+    import duckdb
+
+    seed = [ex.make_example([{"role": "user", "content": f"where is order {i}"},
+                             {"role": "assistant", "content": LABELS[i % 4]}], label=LABELS[i % 4],
+                            source="live", created_at=TIMES[i % 4]) for i in range(1_000)]
+    ex.write_parquet(tmp_path / "seed.parquet", seed)
+    con = duckdb.connect()
+    for name, lo, hi in (("old", 0, 360), ("new", 360, 400)):  # copies of the seed rows with distinct ids
+        con.execute(f"COPY (SELECT * REPLACE (substr(md5(id || k::VARCHAR), 1, 32) AS id) "
+                    f"FROM read_parquet('{tmp_path / 'seed.parquet'}'), range({lo}, {hi}) t(k)) "
+                    f"TO '{tmp_path / name}.parquet' (FORMAT parquet)")
+    con.close()
+    with Merge(tmp_path / "new.parquet", [tmp_path / "old.parquet"], memory_limit="80MB") as m:
+        assert m.run() == 400_000
+        keys, rows = [], 0
+        for batch in m.batches():
+            cols = batch.select(["created_at", "id"]).to_pydict()
+            keys.extend(zip(cols["created_at"], cols["id"], strict=True))
+            rows += batch.num_rows
+        assert rows == 400_000 and keys == sorted(keys) and len(set(keys)) == rows
+        assert len(m.dataset_hash()) == 64
