@@ -13,7 +13,8 @@ Peak memory is the largest ``ru_maxrss`` of those child processes (``os.wait4``)
 data path before it was streamed (commit ``b44a631``, extracted with ``git archive``), run the same
 way, up to ``--baseline-max`` rows (it holds every row in memory, about 3 KB each).
 
-Run: ``python bench/bench_export.py --out bench/RESULTS-export.md`` (several minutes on 2 cores).
+Run: ``python bench/bench_export.py --out bench/RESULTS-export.md`` (several minutes on 2 cores); larger sizes
+with ``--sizes 6400000 --streamed-only --out bench/RESULTS-export-large.md``.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="100000,400000,1600000", help="row counts, comma-separated")
     ap.add_argument("--baseline-max", type=int, default=400_000, help="largest size the baseline runs at")
     ap.add_argument("--out", default="", help="write the results markdown here")
+    ap.add_argument("--streamed-only", action="store_true",
+                    help="only the streamed export (no load, no 1-process or baseline runs): for large sizes")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     m = machine()
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         variants = (("streamed", ROOT, {}, (export_run, load_run)),
                     ("streamed, 1 process", ROOT, one, (export_run,)),
                     (f"baseline {BASELINE_COMMIT}", old, {}, (export_run, load_run)))
+        if args.streamed_only:
+            variants = (("streamed", ROOT, {}, (export_run,)),)
         for n in sizes:
             for label, code, extra_env, runs in variants:
                 if code is old and n > args.baseline_max:
