@@ -120,9 +120,12 @@ def test_the_gauntlet_stops_at_the_runs_own_bars(trained, tmp_path):
         return run.gauntlet_for_run(str(model_dir), "hex5_2p", None, run_config=cfg, games=100,
                                     candidate_simulations=0, heuristic_simulations=8, seed=1)
 
-    strict = play(BARS)
+    # The strict bar sits under what this small net reaches against random, which depends on the CPU's
+    # float kernels (87% in 100 games on an Intel Xeon, where a 0.85 bar stayed undecided), so both bars
+    # are cleared and only the games needed differ.
+    strict = play({**BARS, "min_vs_random": 0.7})
     loose = play({**BARS, "min_vs_random": 0.55, "min_vs_heuristic": 0.3})
-    assert strict["config"]["targets"] == [0.85, 0.6, 0.45] and loose["config"]["targets"] == [0.55, 0.3, 0.45]
+    assert strict["config"]["targets"] == [0.7, 0.6, 0.45] and loose["config"]["targets"] == [0.55, 0.3, 0.45]
     assert strict["config"]["min_games"] == 10 and strict["config"]["wave"] == 5
     s, lo = strict["pairings"]["random"], loose["pairings"]["random"]
     assert s["sprt"] == lo["sprt"] == "above" and s["stopped_early"] and lo["stopped_early"]
